@@ -1,0 +1,151 @@
+"""Run ipmasq.gateway.nat_rules the way users do: a playbook, ansible-playbook, -c local.
+
+The playbook runs inside the gateway namespace (``ip netns exec``), so the module
+reads and writes that namespace's rules only. Results come back through the
+ansible.posix.json stdout callback: one dict per task, exactly what ``register``
+would hold.
+"""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from netlab import REPO, CommandError, run
+
+MODULE = "ipmasq.gateway.nat_rules"
+PLAYBOOK_TIMEOUT = 180
+
+
+def collections_path():
+    """ANSIBLE_COLLECTIONS_PATH from the environment, else the checkout's link farm."""
+    configured = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
+    if configured:
+        return configured
+    root = REPO / ".build" / "collections"
+    link = root / "ansible_collections" / "ipmasq" / "gateway"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("../../../.."))
+    return str(root)
+
+
+def ansible_playbook_bin():
+    found = shutil.which("ansible-playbook")
+    if found:
+        return found
+    venv = REPO / ".venv" / "bin" / "ansible-playbook"
+    if venv.exists():
+        return str(venv)
+    raise CommandError("ansible-playbook not found: put the project venv's bin first on PATH")
+
+
+def nat_rules_task(args, name=None):
+    """One task calling the module. Safe defaults for tests: never persist to the host."""
+    args = dict(args)
+    args.setdefault("persist", False)
+    return {
+        "name": name or "nat_rules %s" % args.get("state", "merged"),
+        MODULE: args,
+        "ignore_errors": True,
+    }
+
+
+class PlaybookRun:
+    def __init__(self, proc, results):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.results = results
+
+    def __getitem__(self, index):
+        return self.results[index]
+
+    def __len__(self):
+        return len(self.results)
+
+    def __repr__(self):
+        return "PlaybookRun(rc=%s, results=%s, stderr=%s)" % (
+            self.rc, json.dumps(self.results, indent=1, default=str)[:4000], self.stderr[-2000:])
+
+
+def run_playbook(ns, workdir, tasks, check=False, diff=False, path_prefix=None, extra_env=None):
+    """Write tasks into a playbook under workdir and run it inside namespace ns.
+
+    Returns a PlaybookRun whose ``results`` are the per-task module results, in order.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    play = [{"name": "nat_rules under test", "hosts": "all", "gather_facts": False, "tasks": tasks}]
+    index = len(list(workdir.glob("play-*.yml")))
+    book = workdir / ("play-%03d.yml" % index)
+    book.write_text(yaml.safe_dump(play, sort_keys=False))
+    home = workdir / "ansible-home"
+
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_HOME": str(home),
+        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+        "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+        "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    })
+    if path_prefix:
+        env["PATH"] = "%s:%s" % (path_prefix, env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))
+    if extra_env:
+        env.update(extra_env)
+
+    argv = [ansible_playbook_bin(), "-i", "localhost,", "-c", "local", str(book)]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    proc = ns.run(*argv, check=False, timeout=PLAYBOOK_TIMEOUT, env=env)
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise CommandError("ansible-playbook gave no JSON (rc=%d): %s\nstdout: %s\nstderr: %s"
+                           % (proc.returncode, exc, proc.stdout[-3000:], proc.stderr[-3000:]))
+    results = []
+    for play_report in report.get("plays", []):
+        for task in play_report.get("tasks", []):
+            results.append(task["hosts"].get("localhost", {}))
+    if len(results) != len(tasks):
+        raise CommandError("expected %d task results, got %d (rc=%d)\nstdout: %s\nstderr: %s"
+                           % (len(tasks), len(results), proc.returncode,
+                              proc.stdout[-3000:], proc.stderr[-3000:]))
+    return PlaybookRun(proc, results)
+
+
+class NatRules:
+    """Calls the module in the lab's gateway namespace and keeps the playbooks in tmp_path."""
+
+    def __init__(self, ns, workdir, backend):
+        self.ns = ns
+        self.workdir = workdir
+        self.backend = backend
+
+    def task(self, state="merged", config=None, **options):
+        args = {"backend": self.backend, "state": state}
+        if config is not None:
+            args["config"] = config
+        args.update(options)
+        return nat_rules_task(args)
+
+    def play(self, *tasks, **kw):
+        return run_playbook(self.ns, self.workdir, list(tasks), **kw)
+
+    def __call__(self, state="merged", config=None, check=False, diff=False, path_prefix=None, **options):
+        """One module call; returns its result dict."""
+        run = self.play(self.task(state, config, **options), check=check, diff=diff,
+                        path_prefix=path_prefix)
+        return run[0]
+
+    def gathered(self):
+        result = self("gathered")
+        assert not result.get("failed"), result
+        return result["gathered"]
