@@ -28,7 +28,7 @@ def full():
     return copy.deepcopy({"masquerade": MASQUERADE, "port_forwards": PORT_FORWARDS, "forward": FORWARD})
 
 
-KINDS = ("masquerade", "snat", "port_forwards", "forward")
+KINDS = ("masquerade", "snat", "port_forwards", "forward", "helpers")
 ORDERED_KINDS = ("forward",)
 
 
