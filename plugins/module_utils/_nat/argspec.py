@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the ipmasq.gateway collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# PRIVATE to the ipmasq.gateway collection. Not a public API: it may change at any time.
+"""The nat_rules argument spec. Types only: model.py does the real validation."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+STATES = ["merged", "replaced", "overridden", "deleted", "gathered", "rendered", "parsed"]
+
+CONFIG_SPEC = {
+    "masquerade": {"type": "list", "elements": "dict", "options": {
+        "source": {"type": "str"},
+        "out_interface": {"type": "str"},
+        "comment": {"type": "str"},
+    }},
+    "snat": {"type": "list", "elements": "dict", "options": {
+        "source": {"type": "str"},
+        "out_interface": {"type": "str"},
+        "to_address": {"type": "str"},
+        "comment": {"type": "str"},
+    }},
+    "port_forwards": {"type": "list", "elements": "dict", "options": {
+        "in_interface": {"type": "str"},
+        "protocol": {"type": "str", "default": "tcp", "choices": ["tcp", "udp", "tcp_udp"]},
+        "port": {"type": "raw"},
+        "to_address": {"type": "str"},
+        "to_port": {"type": "raw"},
+        "source": {"type": "str"},
+        "hairpin": {"type": "bool", "default": False},
+        "comment": {"type": "str"},
+    }},
+    "forward": {"type": "list", "elements": "dict", "options": {
+        "in_interface": {"type": "str"},
+        "out_interface": {"type": "str"},
+        "source": {"type": "str"},
+        "destination": {"type": "str"},
+        "protocol": {"type": "str", "choices": ["tcp", "udp", "icmp", "icmpv6"]},
+        "port": {"type": "raw"},
+        "ct_state": {"type": "list", "elements": "str",
+                     "choices": ["new", "established", "related", "invalid", "untracked"]},
+        "action": {"type": "str", "default": "accept", "choices": ["accept", "drop", "reject"]},
+        "comment": {"type": "str"},
+    }},
+    "helpers": {"type": "list", "elements": "dict", "options": {
+        "helper": {"type": "str"},
+        "protocol": {"type": "str", "choices": ["tcp", "udp"]},
+        "port": {"type": "raw"},
+    }},
+}
+
+ARGUMENT_SPEC = {
+    "backend": {"type": "str", "default": "auto", "choices": ["auto", "nftables", "iptables"]},
+    "state": {"type": "str", "default": "merged", "choices": STATES},
+    "config": {"type": "dict", "options": CONFIG_SPEC},
+    "running_config": {"type": "str"},
+    "persist": {"type": "bool", "default": True},
+    "conntrack_flush": {"type": "str", "default": "affected", "choices": ["affected", "none"]},
+}

@@ -1,0 +1,447 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the ipmasq.gateway collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# PRIVATE to the ipmasq.gateway collection. Not a public API: it may change at any time.
+"""The rule model: typed entries per kind, validation, and conversion to and from plain dicts.
+
+Every value from the user passes through ``build_config`` before anything touches a host.
+Errors name the entry (kind and index), the field and the value.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import re
+from collections import namedtuple
+
+KINDS = ("masquerade", "snat", "port_forwards", "forward", "helpers")
+# Kinds whose entries are matched by identity; ``forward`` is an ordered list.
+KEYED_KINDS = ("masquerade", "snat", "port_forwards", "helpers")
+
+IFNAME_MAX = 15  # IFNAMSIZ - 1
+COMMENT_MAX = 128  # nftables' limit; iptables allows 256
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+CT_STATES = ("new", "established", "related", "invalid", "untracked")
+FORWARD_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
+FORWARD_ACTIONS = ("accept", "drop", "reject")
+PF_PROTOCOLS = ("tcp", "udp", "tcp_udp")
+# Conntrack helpers the kernel ships, with the protocol they follow.
+HELPER_PROTOCOLS = {
+    "amanda": ("udp",), "ftp": ("tcp",), "h323": ("tcp", "udp"), "irc": ("tcp",),
+    "netbios-ns": ("udp",), "pptp": ("tcp",), "sane": ("tcp",), "sip": ("tcp", "udp"),
+    "snmp": ("udp",), "tftp": ("udp",),
+}
+
+Masquerade = namedtuple("Masquerade", "source out_interface comment")
+Snat = namedtuple("Snat", "source out_interface to_address comment")
+PortForward = namedtuple(
+    "PortForward", "in_interface protocol port to_address to_port source hairpin comment")
+Forward = namedtuple(
+    "Forward",
+    "in_interface out_interface source destination protocol port ct_state action comment")
+Helper = namedtuple("Helper", "helper protocol port")
+
+
+class ConfigError(ValueError):
+    """Invalid input. The message names the entry, the field and the value."""
+
+
+def identity(kind, entry):
+    """The fields that make an entry unique within its kind (documented per kind)."""
+    if kind in ("masquerade", "snat"):
+        return (entry.source, entry.out_interface)
+    if kind == "port_forwards":
+        return (entry.in_interface, entry.protocol, entry.port)
+    if kind == "helpers":
+        return entry
+    return entry._replace(comment=None)  # forward: the whole rule but its comment
+
+
+def family_of(*addresses):
+    """4 or 6 from the first address-like string given, None when there is none."""
+    for addr in addresses:
+        if addr:
+            return 6 if ":" in addr else 4
+    return None
+
+
+# ---------------------------------------------------------------- field validators
+
+def _fail(where, field, value, why):
+    raise ConfigError("%s.%s: %s (got %r)" % (where, field, why, value))
+
+
+def _interface(where, field, value, required=False):
+    if value is None or value == "":
+        if required:
+            _fail(where, field, value, "is required")
+        return None
+    if not isinstance(value, str):
+        _fail(where, field, value, "must be an interface name")
+    if len(value) > IFNAME_MAX:
+        _fail(where, field, value, "is longer than %d characters" % IFNAME_MAX)
+    if not _IFNAME_RE.match(value) or value in (".", ".."):
+        _fail(where, field, value,
+              "may contain only letters, digits and _ . : - (no spaces, quotes, '/' or wildcards)")
+    return value
+
+
+def _network(where, field, value, required=False):
+    if value is None or value == "":
+        if required:
+            _fail(where, field, value, "is required")
+        return None
+    try:
+        net = ipaddress.ip_network(str(value), strict=True)
+    except ValueError as exc:
+        if "host bits set" in str(exc):
+            _fail(where, field, value, "has host bits set; use the network address")
+        _fail(where, field, value, "is not a valid IP network in CIDR form")
+    if net.prefixlen == 0:
+        _fail(where, field, value, "matches every address; omit the field instead")
+    return net.with_prefixlen
+
+
+def _unicast(where, field, value):
+    try:
+        addr = ipaddress.ip_address(str(value))
+    except ValueError:
+        _fail(where, field, value, "is not a valid IP address")
+    if addr.is_multicast or addr.is_unspecified or addr.is_loopback or addr.is_link_local \
+            or (addr.version == 4 and addr == ipaddress.IPv4Address("255.255.255.255")):
+        _fail(where, field, value, "must be a unicast host address")
+    return addr
+
+
+def _host(where, field, value, required=True):
+    if value is None or value == "":
+        if required:
+            _fail(where, field, value, "is required")
+        return None
+    return str(_unicast(where, field, value))
+
+
+def _host_or_range(where, field, value):
+    """An address or an inclusive range ``a.b.c.d-a.b.c.e`` (SNAT pools)."""
+    if value is None or value == "":
+        _fail(where, field, value, "is required")
+    text = str(value)
+    if "-" not in text:
+        return str(_unicast(where, field, text))
+    lo_text, hi_text = text.split("-", 1)
+    lo, hi = _unicast(where, field, lo_text), _unicast(where, field, hi_text)
+    if lo.version != hi.version:
+        _fail(where, field, value, "mixes IPv4 and IPv6")
+    if hi < lo:
+        _fail(where, field, value, "is a reversed range")
+    return "%s-%s" % (lo, hi) if lo != hi else str(lo)
+
+
+def parse_ports(text):
+    """"80" or "5000-5010" (also "5000:5010") -> (lo, hi); raises ValueError."""
+    text = str(text).strip()
+    for sep in ("-", ":"):
+        if sep in text:
+            lo, hi = text.split(sep, 1)
+            return int(lo), int(hi)
+    return int(text), int(text)
+
+
+def format_ports(lo, hi):
+    return str(lo) if lo == hi else "%d-%d" % (lo, hi)
+
+
+def _ports(where, field, value, required=True):
+    if value is None or value == "":
+        if required:
+            _fail(where, field, value, "is required")
+        return None
+    if isinstance(value, bool):
+        _fail(where, field, value, "must be a port or a range like 5000-5010")
+    try:
+        lo, hi = parse_ports(value)
+    except ValueError:
+        _fail(where, field, value, "must be a port or a range like 5000-5010")
+    if not (1 <= lo <= 65535 and 1 <= hi <= 65535):
+        _fail(where, field, value, "ports must be between 1 and 65535")
+    if hi < lo:
+        _fail(where, field, value, "is a reversed range")
+    return format_ports(lo, hi)
+
+
+def _comment(where, value):
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        _fail(where, "comment", value, "must be a string")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        _fail(where, "comment", value, "must not contain control characters")
+    if '"' in value or "\\" in value:
+        _fail(where, "comment", value, "must not contain double quotes or backslashes")
+    if len(value.encode("utf-8")) > COMMENT_MAX:
+        _fail(where, "comment", value, "is longer than %d bytes" % COMMENT_MAX)
+    return value
+
+
+def _choice(where, field, value, choices, required=True):
+    if value is None or value == "":
+        if required:
+            _fail(where, field, value, "is required")
+        return None
+    if value not in choices:
+        _fail(where, field, value, "must be one of %s" % ", ".join(choices))
+    return value
+
+
+def _same_family(where, entry_fields):
+    """Reject a rule whose addresses mix IPv4 and IPv6."""
+    families = set(family_of(v) for _, v in entry_fields if v)
+    if len(families) > 1:
+        _fail(where, entry_fields[0][0], dict(entry_fields),
+              "mixes IPv4 and IPv6 addresses in one rule")
+
+
+# ---------------------------------------------------------------- entry builders
+
+def _known_keys(where, raw, allowed):
+    if not isinstance(raw, dict):
+        raise ConfigError("%s: must be a dictionary (got %r)" % (where, raw))
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError("%s: unknown field %s (allowed: %s)"
+                          % (where, ", ".join(unknown), ", ".join(allowed)))
+
+
+def _build_nat(kind, where, raw, partial):
+    fields = ("source", "out_interface", "comment") + (("to_address",) if kind == "snat" else ())
+    _known_keys(where, raw, fields)
+    source = _network(where, "source", raw.get("source"))
+    out_if = _interface(where, "out_interface", raw.get("out_interface"), required=True)
+    comment = _comment(where, raw.get("comment"))
+    if kind == "masquerade":
+        return [Masquerade(source, out_if, comment)]
+    to = raw.get("to_address")
+    to = None if partial and not to else _host_or_range(where, "to_address", to)
+    _same_family(where, [("source", source), ("to_address", to)])
+    return [Snat(source, out_if, to, comment)]
+
+
+def _build_port_forward(where, raw, partial):
+    _known_keys(where, raw, ("in_interface", "protocol", "port", "to_address", "to_port",
+                             "source", "hairpin", "comment"))
+    in_if = _interface(where, "in_interface", raw.get("in_interface"), required=True)
+    proto = _choice(where, "protocol", raw.get("protocol", "tcp"), PF_PROTOCOLS)
+    port = _ports(where, "port", raw.get("port"))
+    to_addr = _host(where, "to_address", raw.get("to_address"), required=not partial)
+    to_port = _ports(where, "to_port", raw.get("to_port"), required=False)
+    source = _network(where, "source", raw.get("source"))
+    hairpin = raw.get("hairpin", False)
+    if not isinstance(hairpin, bool):
+        _fail(where, "hairpin", hairpin, "must be true or false")
+    comment = _comment(where, raw.get("comment"))
+    _same_family(where, [("to_address", to_addr), ("source", source)])
+    if to_port is not None:
+        (lo, hi), (tlo, thi) = parse_ports(port), parse_ports(to_port)
+        if hi - lo != thi - tlo:
+            _fail(where, "to_port", raw.get("to_port"),
+                  "spans %d ports but port %s spans %d" % (thi - tlo + 1, port, hi - lo + 1))
+        if hi != lo and tlo != lo:
+            _fail(where, "to_port", raw.get("to_port"),
+                  "a port range keeps its ports: omit to_port or set it equal to port")
+        if to_port == port:
+            to_port = None  # same port: stored as "unchanged"
+    protos = ("tcp", "udp") if proto == "tcp_udp" else (proto,)
+    return [PortForward(in_if, p, port, to_addr, to_port, source, hairpin, comment)
+            for p in protos]
+
+
+def _build_forward(where, raw, partial):
+    _known_keys(where, raw, Forward._fields)
+    in_if = _interface(where, "in_interface", raw.get("in_interface"))
+    out_if = _interface(where, "out_interface", raw.get("out_interface"))
+    source = _network(where, "source", raw.get("source"))
+    dest = _network(where, "destination", raw.get("destination"))
+    proto = _choice(where, "protocol", raw.get("protocol"), FORWARD_PROTOCOLS, required=False)
+    port = _ports(where, "port", raw.get("port"), required=False)
+    if port is not None and proto not in ("tcp", "udp"):
+        _fail(where, "port", raw.get("port"), "needs protocol tcp or udp")
+    states = raw.get("ct_state") or []
+    if isinstance(states, str):
+        states = [s.strip() for s in states.split(",")]
+    if not isinstance(states, (list, tuple)):
+        _fail(where, "ct_state", states, "must be a list")
+    for state in states:
+        _choice(where, "ct_state", state, CT_STATES)
+    if len(set(states)) != len(states):
+        _fail(where, "ct_state", states, "lists a state twice")
+    action = _choice(where, "action", raw.get("action", "accept"), FORWARD_ACTIONS)
+    comment = _comment(where, raw.get("comment"))
+    _same_family(where, [("source", source), ("destination", dest)])
+    fam = family_of(source, dest)
+    if (proto == "icmp" and fam == 6) or (proto == "icmpv6" and fam == 4):
+        _fail(where, "protocol", proto, "does not match the address family of the rule")
+    ct = tuple(s for s in CT_STATES if s in states) or None
+    return [Forward(in_if, out_if, source, dest, proto, port, ct, action, comment)]
+
+
+def _build_helper(where, raw, partial):
+    _known_keys(where, raw, Helper._fields)
+    name = _choice(where, "helper", raw.get("helper"), sorted(HELPER_PROTOCOLS))
+    proto = _choice(where, "protocol", raw.get("protocol", HELPER_PROTOCOLS[name][0]),
+                    HELPER_PROTOCOLS[name])
+    port = _ports(where, "port", raw.get("port"))
+    return [Helper(name, proto, port)]
+
+
+_BUILDERS = {
+    "masquerade": lambda where, raw, partial: _build_nat("masquerade", where, raw, partial),
+    "snat": lambda where, raw, partial: _build_nat("snat", where, raw, partial),
+    "port_forwards": _build_port_forward,
+    "forward": _build_forward,
+    "helpers": _build_helper,
+}
+
+
+def _check_port_overlap(entries):
+    """Two forwards on one interface and protocol must not claim the same port."""
+    spans = sorted((pf.in_interface, pf.protocol) + parse_ports(pf.port) + (i,)
+                   for i, pf in enumerate(entries))
+    for a, b in zip(spans, spans[1:]):
+        if a[:2] == b[:2] and b[2] <= a[3]:
+            raise ConfigError(
+                "port_forwards: ports %s and %s overlap on %s/%s"
+                % (format_ports(a[2], a[3]), format_ports(b[2], b[3]), a[0], a[1]))
+
+
+def build_config(config, partial=False):
+    """Validate a ``config`` dict into {kind: tuple of entries} for the kinds it names.
+
+    ``partial`` (state deleted) lets keyed entries carry only their identity fields.
+    """
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError("config: must be a dictionary (got %r)" % (config,))
+    unknown = sorted(set(config) - set(KINDS))
+    if unknown:
+        raise ConfigError("config: unknown kind %s (allowed: %s)"
+                          % (", ".join(unknown), ", ".join(KINDS)))
+    out = {}
+    for kind in KINDS:
+        if kind not in config or config[kind] is None:
+            continue
+        raw_list = config[kind]
+        if not isinstance(raw_list, list):
+            raise ConfigError("config.%s: must be a list (got %r)" % (kind, raw_list))
+        entries, seen = [], {}
+        for index, raw in enumerate(raw_list):
+            where = "%s[%d]" % (kind, index)
+            for entry in _BUILDERS[kind](where, raw, partial):
+                key = identity(kind, entry)
+                if key in seen:
+                    raise ConfigError("%s: duplicate of %s (same %s)"
+                                      % (where, seen[key], _identity_text(kind)))
+                seen[key] = where
+                entries.append(entry)
+        if kind == "port_forwards":
+            _check_port_overlap(entries)
+        out[kind] = canonical(kind, entries)
+    return out
+
+
+def _identity_text(kind):
+    return {
+        "masquerade": "source and out_interface", "snat": "source and out_interface",
+        "port_forwards": "in_interface, protocol and port", "helpers": "helper, protocol and port",
+        "forward": "match and action",
+    }[kind]
+
+
+def _prefix_sort_key(entry):
+    if entry.source is None:  # any source: matched last
+        return (1, 0, 0, "", entry.out_interface)
+    net = ipaddress.ip_network(entry.source)
+    return (0, -net.prefixlen, net.version, str(net), entry.out_interface)
+
+
+def canonical(kind, entries):
+    """The one order a kind is kept in, so that equal rule sets compare equal.
+
+    NAT sources go most specific first (first match wins); forwards keep the user's
+    order except that, in a run of family-specific rules, IPv4 ones come first (they
+    never meet the same packet, and iptables/ip6tables keep them apart).
+    """
+    if kind in ("masquerade", "snat"):
+        return tuple(sorted(entries, key=_prefix_sort_key))
+    if kind == "port_forwards":
+        return tuple(sorted(entries, key=lambda pf: (pf.in_interface, pf.protocol)
+                            + parse_ports(pf.port)))
+    if kind == "helpers":
+        return tuple(sorted(entries, key=lambda h: (h.helper, h.protocol, parse_ports(h.port))))
+    out, run = [], []
+    for entry in list(entries) + [None]:
+        fam = entry and family_of(entry.source, entry.destination)
+        if fam:
+            run.append(entry)
+            continue
+        out.extend(sorted(run, key=lambda e: family_of(e.source, e.destination)))
+        run = []
+        if entry is not None:
+            out.append(entry)
+    return tuple(out)
+
+
+def empty_ruleset():
+    return dict((kind, ()) for kind in KINDS)
+
+
+def is_empty(ruleset):
+    return not any(ruleset.get(kind) for kind in KINDS)
+
+
+# ---------------------------------------------------------------- back to plain dicts
+
+def _drop_none(d):
+    return dict((k, v) for k, v in d.items() if v is not None and v is not False)
+
+
+def entry_to_dict(kind, entry):
+    d = entry._asdict()
+    if kind == "port_forwards" and d["port"].isdigit():
+        d["port"] = int(d["port"])
+    if kind == "port_forwards" and d["to_port"] and d["to_port"].isdigit():
+        d["to_port"] = int(d["to_port"])
+    if kind == "forward":
+        d["ct_state"] = list(entry.ct_state) if entry.ct_state else None
+        if d["port"] and d["port"].isdigit():
+            d["port"] = int(d["port"])
+    if kind == "helpers" and d["port"].isdigit():
+        d["port"] = int(d["port"])
+    return _drop_none(d)
+
+
+def ruleset_to_dict(ruleset):
+    """{kind: [dict]} for return values; tcp+udp twins of a forward fold into tcp_udp."""
+    out = {}
+    for kind in KINDS:
+        entries = [entry_to_dict(kind, e) for e in ruleset.get(kind, ())]
+        if kind == "port_forwards":
+            entries = _fold_tcp_udp(entries)
+        out[kind] = entries
+    return out
+
+
+def _fold_tcp_udp(entries):
+    folded, index = [], {}
+    for d in entries:
+        rest = tuple(sorted((k, v) for k, v in d.items() if k != "protocol"))
+        if d["protocol"] == "udp" and rest in index:
+            folded[index.pop(rest)]["protocol"] = "tcp_udp"
+            continue
+        if d["protocol"] == "tcp":
+            index[rest] = len(folded)
+        folded.append(dict(d))
+    return folded

@@ -1,0 +1,471 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the ipmasq.gateway collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# PRIVATE to the ipmasq.gateway collection. Not a public API: it may change at any time.
+"""nftables syntax for our rules: render scripts, parse ``nft -j`` and ``nft list`` output.
+
+Everything lives in ``table inet ipmasq``. Single-port forwards go into the maps
+``fwd4``/``fwd6`` (one hash lookup per packet however many there are); forwards with a
+port range or an allowed source stay ordinary rules in ``prerouting``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import shlex
+from collections import namedtuple
+
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import rules as r
+
+TABLE = "inet ipmasq"
+CHAIN_TYPES = {
+    "prerouting": "type nat hook prerouting priority dstnat; policy accept;",
+    "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
+    "forward": "type filter hook forward priority filter; policy accept;",
+    "helpers": "type filter hook prerouting priority filter; policy accept;",
+}
+MAPS = {
+    "fwd4": ("ip", "type ifname . inet_proto . inet_service : ipv4_addr . inet_service;"),
+    "fwd6": ("ip6", "type ifname . inet_proto . inet_service : ipv6_addr . inet_service;"),
+}
+# The rule in prerouting that looks a packet up in a map; a marker in parsed chains.
+MAP_RULES = dict((name, r.Rule("prerouting", verdict="map", helper=name)) for name in MAPS)
+
+# present: our table exists; objects: {(kind, name)}; chains: {chain: [Rule]} as in the
+# kernel (map lookups as MAP_RULES); elements: {map: {(iif, proto, port): (addr, port, comment)}}
+State = namedtuple("State", "present objects chains elements")
+
+
+class _Unknown(Exception):
+    """A statement outside the vocabulary of our rules."""
+
+
+def empty_state():
+    return State(False, frozenset(), dict((c, []) for c in r.CHAINS),
+                 dict((n, {}) for n in MAPS))
+
+
+# ---------------------------------------------------------------- layout
+
+def _mappable(rule):
+    return (rule.verdict == "dnat" and rule.iif and not rule.iif_neg and not rule.local_dst
+            and rule.saddr is None and rule.proto in ("tcp", "udp") and rule.dport.isdigit()
+            and rule == rule._replace(daddr=None, oif=None, ct_state=None, ct_dnat=False))
+
+
+def _map_name(rule):
+    return "fwd6" if ":" in rule.to_addr else "fwd4"
+
+
+def layout(chains):
+    """{chain: [Rule]} from the model -> the State we want in the kernel."""
+    out = dict((c, list(chains.get(c, ()))) for c in r.CHAINS)
+    elements = dict((n, {}) for n in MAPS)
+    pre = []
+    for rule in out["prerouting"]:
+        if _mappable(rule):
+            elements[_map_name(rule)][(rule.iif, rule.proto, rule.dport)] = (
+                rule.to_addr, rule.to_port or rule.dport, rule.comment)
+        else:
+            pre.append(rule)
+    out["prerouting"] = pre + [MAP_RULES[n] for n in sorted(MAPS)]
+    objects = set(("chain", c) for c in r.CHAINS) | set(("map", n) for n in MAPS)
+    objects |= set(("ct helper", _helper_name(h)) for h in out["helpers"] if h.helper)
+    return State(True, frozenset(objects), out, elements)
+
+
+def to_rules(state):
+    """A parsed State -> {chain: [Rule]}: map elements become the DNAT rules they stand for."""
+    chains = dict((c, [x for x in state.chains.get(c, ()) if x.verdict != "map"])
+                  for c in r.CHAINS)
+    for name in sorted(state.elements):
+        for (iif, proto, port), (addr, to_port, comment) in sorted(state.elements[name].items()):
+            chains["prerouting"].append(r.normalize(r.Rule(
+                "prerouting", iif=iif, proto=proto, dport=port, verdict="dnat",
+                to_addr=addr, to_port=to_port, comment=comment)))
+    return chains
+
+
+# ---------------------------------------------------------------- render
+
+def _helper_name(rule):
+    return "%s-%s-%s" % (rule.helper, rule.proto, rule.dport)
+
+
+def _q(text):
+    return '"%s"' % text
+
+
+def _addr(family_kw, field, value):
+    return "%s %s %s" % (family_kw, field, value[:-3] if value.endswith("/32") else
+                         value[:-4] if value.endswith("/128") else value)
+
+
+def _nat_target(addr, port):
+    if port is None:
+        return addr
+    return ("[%s]:%s" if ":" in addr else "%s:%s") % (addr, port)
+
+
+def rule_text(rule):
+    """One rule as nft statements, spelled the way ``nft list`` prints it."""
+    if rule.verdict == "unknown":
+        return "# not understood: %s" % rule.comment
+    if rule.verdict == "map":
+        fam = MAPS[rule.helper][0]
+        return "dnat %s to iifname . meta l4proto . th dport map @%s" % (fam, rule.helper)
+    fam = "ip6" if r.rule_family(rule) == 6 else "ip"
+    out = []
+    if rule.iif:
+        out.append("iifname %s%s" % ("!= " if rule.iif_neg else "", _q(rule.iif)))
+    if rule.saddr:
+        out.append(_addr(fam, "saddr", rule.saddr))
+    if rule.daddr:
+        out.append(_addr(fam, "daddr", rule.daddr))
+    if rule.oif:
+        out.append("oifname %s" % _q(rule.oif))
+    if rule.local_dst:
+        out.append("fib daddr type local")
+    if rule.proto and rule.dport:
+        out.append("%s dport %s" % (rule.proto, rule.dport))
+    elif rule.proto:
+        out.append("meta l4proto %s" % rule.proto)
+    if rule.ct_state:
+        out.append("ct state %s" % ",".join(rule.ct_state))
+    if rule.ct_dnat:
+        out.append("ct status dnat")
+    if rule.verdict == "snat":
+        out.append("snat %s to %s" % (fam, rule.to_addr))
+    elif rule.verdict == "dnat":
+        out.append("dnat %s to %s" % (fam, _nat_target(rule.to_addr, rule.to_port)))
+    elif rule.verdict == "helper":
+        out.append("ct helper set %s" % _q(_helper_name(rule)))
+    else:
+        out.append(rule.verdict)
+    if rule.comment:
+        out.append("comment %s" % _q(rule.comment))
+    return " ".join(out)
+
+
+def _element_text(key, value):
+    (iif, proto, port), (addr, to_port, comment) = key, value
+    note = " comment %s" % _q(comment) if comment else ""
+    return "%s . %s . %s%s : %s . %s" % (_q(iif), proto, port, note, addr, to_port)
+
+
+def _object_decl(kind, name, state):
+    if kind == "chain":
+        return "add chain %s %s { %s }" % (TABLE, name, CHAIN_TYPES[name])
+    if kind == "map":
+        return "add map %s %s { %s }" % (TABLE, name, MAPS[name][1])
+    helper, proto = name.split("-")[:2]
+    return 'add ct helper %s %s { type "%s" protocol %s; l3proto inet; }' % (
+        TABLE, name, helper, proto)
+
+
+def render_full(state):
+    """The whole table as one idempotent script: valid on any host state (boot, persist)."""
+    lines = ["table %s {}" % TABLE, "delete table %s" % TABLE, "table %s {" % TABLE]
+    for kind, name in sorted(state.objects):
+        if kind == "ct helper":
+            helper, proto = name.split("-")[:2]
+            lines.append('\tct helper %s { type "%s" protocol %s; l3proto inet; }'
+                         % (name, helper, proto))
+    for name in sorted(MAPS):
+        elems = sorted(state.elements[name].items())
+        lines.append("\tmap %s {" % name)
+        lines.append("\t\t%s" % MAPS[name][1])
+        if elems:
+            lines.append("\t\telements = { %s }" % ",\n\t\t\t".join(
+                _element_text(k, v) for k, v in elems))
+        lines.append("\t}")
+    for chain in r.CHAINS:
+        lines.append("\tchain %s {" % chain)
+        lines.append("\t\t%s" % CHAIN_TYPES[chain])
+        lines.extend("\t\t%s" % rule_text(x) for x in state.chains[chain])
+        lines.append("\t}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_changes(have, want):
+    """The commands that turn State ``have`` into State ``want``: [] when they match.
+
+    A chain whose rules differ is flushed and refilled (chains hold few rules: the many
+    forwards live in maps, which change element by element).
+    """
+    if not want.present or not any(want.chains.values()) and not any(want.elements.values()):
+        return ["delete table %s" % TABLE] if have.present else []
+    cmds = []
+    if not have.present:
+        cmds.append("add table %s" % TABLE)
+    cmds.extend(_object_decl(k, n, want) for k, n in sorted(want.objects - have.objects)
+                if k != "ct helper")
+    cmds.extend(_object_decl(k, n, want) for k, n in sorted(want.objects - have.objects)
+                if k == "ct helper")
+    for name in sorted(MAPS):
+        old, new = have.elements.get(name, {}), want.elements[name]
+        gone = [k for k in sorted(old) if old[k] != new.get(k)]
+        if gone:
+            cmds.append("delete element %s %s { %s }" % (TABLE, name, ", ".join(
+                "%s . %s . %s" % (_q(k[0]), k[1], k[2]) for k in gone)))
+        added = [(k, new[k]) for k in sorted(new) if old.get(k) != new[k]]
+        if added:
+            cmds.append("add element %s %s { %s }" % (TABLE, name, ", ".join(
+                _element_text(k, v) for k, v in added)))
+    for chain in r.CHAINS:
+        if have.chains.get(chain, []) != want.chains[chain] or ("chain", chain) not in have.objects:
+            if ("chain", chain) in have.objects:
+                cmds.append("flush chain %s %s" % (TABLE, chain))
+            cmds.extend("add rule %s %s %s" % (TABLE, chain, rule_text(x))
+                        for x in want.chains[chain])
+    cmds.extend("delete ct helper %s %s" % (TABLE, n) for k, n in sorted(have.objects - want.objects)
+                if k == "ct helper")
+    return cmds
+
+
+# ---------------------------------------------------------------- parse: nft -j
+
+def _json_value(value):
+    if isinstance(value, dict) and "prefix" in value:
+        return "%s/%s" % (value["prefix"]["addr"], value["prefix"]["len"])
+    if isinstance(value, dict) and "range" in value:
+        return "%s-%s" % tuple(value["range"])
+    if isinstance(value, dict) and "set" in value:
+        return [_json_value(v) for v in value["set"]]
+    return value
+
+
+def _json_rule(chain, expr, comment):
+    f = {"chain": chain, "comment": comment}
+    for stmt in expr:
+        (key, body), = stmt.items()
+        if key == "match":
+            left, right, neg = body["left"], _json_value(body["right"]), body["op"] == "!="
+            if "meta" in left and left["meta"]["key"] in ("iifname", "oifname"):
+                name = "iif" if left["meta"]["key"] == "iifname" else "oif"
+                if neg and name == "oif":
+                    raise _Unknown(stmt)
+                f[name], f["iif_neg"] = right, neg or f.get("iif_neg", False)
+            elif "meta" in left and left["meta"]["key"] == "l4proto" and not neg:
+                f["proto"] = right
+            elif "payload" in left and left["payload"]["field"] in ("saddr", "daddr") and not neg:
+                f[left["payload"]["field"]] = right
+            elif "payload" in left and left["payload"]["field"] == "dport" and not neg:
+                if left["payload"]["protocol"] in ("tcp", "udp"):
+                    f["proto"] = left["payload"]["protocol"]
+                f["dport"] = str(right)
+            elif "ct" in left and left["ct"]["key"] == "state" and not neg:
+                f["ct_state"] = tuple(right if isinstance(right, list) else [right])
+            elif "ct" in left and left["ct"]["key"] == "status" and right == "dnat" and not neg:
+                f["ct_dnat"] = True
+            elif "fib" in left and right == "local" and not neg:
+                f["local_dst"] = True
+            else:
+                raise _Unknown(stmt)
+        elif key in ("accept", "drop", "reject", "masquerade"):
+            f["verdict"] = key
+        elif key in ("snat", "dnat"):
+            addr = body.get("addr")
+            if isinstance(addr, dict) and "map" in addr:
+                f["verdict"], f["helper"] = "map", addr["map"]["data"].lstrip("@")
+                continue
+            f["verdict"], f["to_addr"] = key, _json_value(addr)
+            if body.get("port") is not None:
+                f["to_port"] = str(_json_value(body["port"]))
+        elif key == "ct helper":
+            f["verdict"], f["helper"] = "helper", body.split("-")[0]
+        elif key != "counter":
+            raise _Unknown(stmt)
+    if "verdict" not in f:
+        raise _Unknown(expr)
+    return r.normalize(r.Rule(**f))
+
+
+def _json_elements(elems):
+    out = {}
+    for key, value in elems or ():
+        comment = None
+        if "elem" in key:
+            comment, key = key["elem"].get("comment"), key["elem"]["val"]
+        iif, proto, port = key["concat"]
+        addr, to_port = value["concat"]
+        out[(iif, proto, str(port))] = (addr, str(to_port), comment)
+    return out
+
+
+def parse_json(text):
+    """``nft -j list table inet ipmasq`` (or ``list ruleset``) output -> State."""
+    try:
+        items = json.loads(text)["nftables"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise r.ParseError("not nft -j output: %s" % exc)
+    state, objects = empty_state(), set()
+    for item in items:
+        (kind, body), = item.items()
+        if kind == "metainfo" or body.get("family") != "inet" or \
+                body.get("table", body.get("name")) != "ipmasq":
+            continue
+        if kind == "table":
+            state = state._replace(present=True)
+        elif kind in ("chain", "map", "ct helper"):
+            objects.add((kind, body["name"]))
+            if kind == "map" and body["name"] in MAPS:
+                state.elements[body["name"]] = _json_elements(body.get("elem"))
+        elif kind == "rule":
+            try:
+                rule = _json_rule(body["chain"], body["expr"], body.get("comment"))
+            except (_Unknown, KeyError, TypeError, ValueError):
+                rule = r.Rule(body["chain"], verdict="unknown", comment=json.dumps(body["expr"]))
+            state.chains.setdefault(body["chain"], []).append(rule)
+    return state._replace(objects=frozenset(objects))
+
+
+# ---------------------------------------------------------------- parse: nft list (text)
+
+def _text_rule(chain, tokens):
+    f, i = {"chain": chain}, 0
+
+    def take(n=1):
+        nonlocal_i[0] += n
+        return tokens[nonlocal_i[0] - n:nonlocal_i[0]]
+
+    nonlocal_i = [0]
+    while nonlocal_i[0] < len(tokens):
+        tok = take()[0]
+        if tok in ("iifname", "oifname"):
+            value = take()[0]
+            neg = value == "!="
+            if neg:
+                value = take()[0]
+            f["iif" if tok == "iifname" else "oif"] = value
+            if neg:
+                f["iif_neg"] = True
+        elif tok in ("ip", "ip6"):
+            field, value = take(2)
+            f[field] = value
+        elif tok == "fib":
+            if take(3) != ["daddr", "type", "local"]:
+                raise _Unknown(tokens)
+            f["local_dst"] = True
+        elif tok == "meta":
+            key, value = take(2)
+            if key != "l4proto":
+                raise _Unknown(tokens)
+            f["proto"] = value
+        elif tok in ("tcp", "udp", "th"):
+            key, value = take(2)
+            if key != "dport":
+                raise _Unknown(tokens)
+            if tok != "th":
+                f["proto"] = tok
+            f["dport"] = value
+        elif tok == "ct":
+            key = take()[0]
+            if key == "state":
+                f["ct_state"] = tuple(take()[0].split(","))
+            elif key == "status" and take()[0] == "dnat":
+                f["ct_dnat"] = True
+            elif key == "helper" and take()[0] == "set":
+                f["verdict"], f["helper"] = "helper", take()[0].split("-")[0]
+            else:
+                raise _Unknown(tokens)
+        elif tok in ("accept", "drop", "masquerade"):
+            f["verdict"] = tok
+        elif tok == "reject":
+            f["verdict"] = tok
+            if tokens[nonlocal_i[0]:nonlocal_i[0] + 1] == ["with"]:
+                take(3)
+        elif tok in ("snat", "dnat"):
+            fam, to, target = take(3)
+            if target == "iifname":
+                f["verdict"], f["helper"] = "map", tokens[-1].lstrip("@")
+                break
+            f["verdict"] = tok
+            if target.startswith("["):
+                addr, port = target[1:].split("]:")
+            elif fam == "ip" and ":" in target:
+                addr, port = target.split(":")
+            else:
+                addr, port = target, None
+            f["to_addr"], f["to_port"] = addr, port
+        elif tok == "counter":
+            if tokens[nonlocal_i[0]:nonlocal_i[0] + 1] == ["packets"]:
+                take(4)
+        elif tok == "comment":
+            f["comment"] = take()[0]
+        else:
+            raise _Unknown(tokens)
+    if "verdict" not in f:
+        raise _Unknown(tokens)
+    return r.normalize(r.Rule(**f))
+
+
+def _text_elements(text):
+    """``"eth0" . tcp . 8080 comment "web" : 192.168.10.5 . 80, ...`` -> elements."""
+    toks, out, i = [t.rstrip(",") for t in shlex.split(text)], {}, 0
+    while i + 8 < len(toks) + 1 and i < len(toks):
+        iif, proto, port = toks[i], toks[i + 2], toks[i + 4]
+        i += 5
+        comment = None
+        if toks[i] == "comment":
+            comment, i = toks[i + 1], i + 2
+        if toks[i] != ":":
+            raise r.ParseError("cannot read map element near %r" % " ".join(toks[i - 5:i + 1]))
+        out[(iif, proto, port)] = (toks[i + 1], toks[i + 3], comment)
+        i += 4
+    return out
+
+
+def parse_text(text):
+    """``nft list table inet ipmasq`` output, or a script we rendered -> State."""
+    state, objects = empty_state(), set()
+    chain = block = None
+    pending = ""
+    in_table = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if pending:
+            pending += " " + line
+            if "}" in line:
+                state.elements[block] = _text_elements(pending[:pending.index("}")])
+                pending = ""
+            continue
+        if not line or line.startswith("#"):
+            continue
+        words = line.split()
+        if line.startswith("table ") and line.endswith("{") and words[1:3] == ["inet", "ipmasq"]:
+            in_table, state = True, state._replace(present=True)
+        elif line.startswith("table ") and line.endswith("{"):
+            in_table = False
+        elif not in_table or line.startswith(("table ", "delete ")):
+            continue
+        elif words[0] in ("chain", "map") and line.endswith("{"):
+            chain, block = (words[1], None) if words[0] == "chain" else (None, words[1])
+            objects.add((words[0], words[1]))
+        elif line.startswith("ct helper "):
+            objects.add(("ct helper", words[2]))
+            chain = block = None
+        elif line == "}":
+            chain = block = None
+        elif block and line.startswith("elements = {"):
+            pending = line[line.index("{") + 1:]
+            if "}" in pending:
+                state.elements[block] = _text_elements(pending[:pending.index("}")])
+                pending = ""
+        elif chain and not line.startswith("type "):
+            try:
+                rule = _text_rule(chain, shlex.split(line))
+            except (_Unknown, ValueError, TypeError):
+                rule = r.Rule(chain, verdict="unknown", comment=line)
+            state.chains.setdefault(chain, []).append(rule)
+    return state._replace(objects=frozenset(objects))
+
+
+def parse(text, builtins=False):
+    """nft -j output or nft list text -> State (``builtins`` is for iptables only)."""
+    return parse_json(text) if text.lstrip().startswith("{") else parse_text(text)

@@ -1,0 +1,131 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the ipmasq.gateway collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# PRIVATE to the ipmasq.gateway collection. Not a public API: it may change at any time.
+"""What nat_rules does for each state: validate, read, plan, apply, report.
+
+All decisions are pure functions of other modules; the host is reached only through
+``host.Host``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import nft
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import rules
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.host import Host, HostError
+
+CODECS = {"nftables": nft, "iptables": iptables}
+
+
+def want_state(codec, ruleset):
+    return codec.layout(rules.to_rules(ruleset))
+
+
+def read_model(codec, state):
+    """A backend State -> (ruleset, foreign rules)."""
+    return rules.from_rules(codec.to_rules(state))
+
+
+def ruleset_lines(codec, state):
+    """One line per rule, for diff mode: ``chain: rule``."""
+    chains = codec.to_rules(state)
+    return "".join("%s: %s\n" % (c, codec.rule_text(x)) for c in rules.CHAINS for x in chains[c])
+
+
+def parse_running_config(text):
+    """Text from any supported source -> ruleset. Raises rules.ParseError."""
+    stripped = text.lstrip()
+    if stripped.startswith("{") or stripped.startswith("table "):
+        codec, state = nft, nft.parse(text)
+    else:
+        codec, state = iptables, iptables.parse(text, builtins=True)
+    ruleset, foreign = read_model(codec, state)
+    if foreign:
+        raise rules.ParseError("cannot express these rules in the model: %s" % "; ".join(
+            x.comment if x.verdict == "unknown" else codec.rule_text(x) for x in foreign))
+    return ruleset
+
+
+def plan_change(codec, state_name, have_state, config):
+    """Pure: (before ruleset, after ruleset, want State, commands)."""
+    before, _foreign = read_model(codec, have_state)
+    after = diff.after_state(state_name, before, config)
+    want = want_state(codec, after)
+    return before, after, want, codec.render_changes(have_state, want)
+
+
+def run(module):
+    p = module.params
+    state = p["state"]
+    try:
+        config = m.build_config(p["config"], partial=state == "deleted")
+    except m.ConfigError as exc:
+        return {"failed": True, "msg": "invalid config: %s" % exc, "changed": False}
+
+    if state == "parsed":
+        try:
+            return {"changed": False, "parsed": m.ruleset_to_dict(
+                parse_running_config(p["running_config"]))}
+        except (rules.ParseError, ValueError) as exc:
+            return {"failed": True, "changed": False,
+                    "msg": "running_config: cannot parse: %s" % exc}
+    if state == "rendered":
+        backend = "iptables" if p["backend"] == "iptables" else "nftables"
+        ruleset = m.empty_ruleset()
+        ruleset.update(config)
+        text = CODECS[backend].render_full(want_state(CODECS[backend], ruleset))
+        return {"changed": False, "backend": backend, "rendered": text.splitlines()}
+
+    host = Host(module)
+    try:
+        backend = host.resolve_backend(p["backend"])
+        codec = CODECS[backend]
+        with host.lock():
+            have_state = host.read(backend)
+            if state == "gathered":
+                return {"changed": False, "backend": backend,
+                        "gathered": m.ruleset_to_dict(read_model(codec, have_state)[0])}
+            return _change(module, host, backend, codec, state, have_state, config)
+    except HostError as exc:
+        return {"failed": True, "changed": False, "msg": str(exc)}
+
+
+def _change(module, host, backend, codec, state, have_state, config):
+    p = module.params
+    before, after, want, commands = plan_change(codec, state, have_state, config)
+    files = host.persist_files(backend, want) if p["persist"] else {}
+    to_write = host.persist_changes(files)
+    flush = diff.conntrack_filters(before, after) \
+        if p["conntrack_flush"] == "affected" and commands else []
+    result = {
+        "changed": bool(commands or to_write), "backend": backend, "commands": commands,
+        "before": m.ruleset_to_dict(before), "after": m.ruleset_to_dict(after),
+        "summary": diff.summary(before, after), "persisted": to_write,
+        "conntrack_deleted": [" ".join(f) for f in flush],
+    }
+    if module._diff and result["changed"]:
+        result["diff"] = {"before": ruleset_lines(codec, have_state),
+                          "after": ruleset_lines(codec, want),
+                          "before_header": "%s (owned rules)" % backend,
+                          "after_header": "%s (owned rules)" % backend}
+    if module.check_mode:
+        return result
+    try:
+        host.apply(backend, commands)
+    except HostError as exc:
+        try:
+            host.restore(backend, have_state)
+        except HostError as again:
+            exc = HostError("%s; restoring the previous rules also failed: %s" % (exc, again))
+        result.update(failed=True, changed=False,
+                      msg="apply failed, previous rules left in place: %s" % exc)
+        return result
+    host.write_files(files, to_write)
+    result["conntrack_deleted"] = host.conntrack_delete(flush)
+    return result

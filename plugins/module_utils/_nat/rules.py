@@ -1,0 +1,202 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the ipmasq.gateway collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# PRIVATE to the ipmasq.gateway collection. Not a public API: it may change at any time.
+"""Backend-neutral rules: the model as the chains that implement it, and back.
+
+A ``Rule`` is one netfilter rule in one of our chains, written with the few matches and
+verdicts the collection uses. ``nft.py`` and ``iptables.py`` only translate Rules to and
+from their syntax, so both backends share every decision made here.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+from collections import namedtuple
+
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
+
+CHAINS = ("prerouting", "postrouting", "forward", "helpers")
+
+Rule = namedtuple(
+    "Rule",
+    "chain iif iif_neg oif saddr daddr proto dport ct_state ct_dnat local_dst "
+    "verdict to_addr to_port helper comment")
+Rule.__new__.__defaults__ = (None, False, None, None, None, None, None, None, False, False,
+                             None, None, None, None, None)
+
+# The one rule that lets port-forwarded (DNATed) traffic through the forward chain,
+# ahead of the user's forward list, so an inbound drop cannot block the forwards.
+DNAT_ACCEPT = Rule("forward", ct_dnat=True, verdict="accept")
+
+
+class ParseError(ValueError):
+    """Text that is not a ruleset the collection can read."""
+
+
+def rule_family(rule):
+    """4, 6 or None (a rule without addresses applies to both)."""
+    return m.family_of(rule.saddr, rule.daddr, rule.to_addr)
+
+
+def norm_net(text):
+    """Canonical CIDR text for an address or network as a backend prints it."""
+    return ipaddress.ip_network(text, strict=False).with_prefixlen
+
+
+def normalize(rule):
+    """The one spelling of a parsed rule, so that it compares equal to a rendered one."""
+    changes = {}
+    for name in ("saddr", "daddr"):
+        value = getattr(rule, name)
+        if value:
+            changes[name] = norm_net(value)
+    if rule.to_port is not None and rule.to_port == rule.dport:
+        changes["to_port"] = None
+    if rule.ct_state:
+        changes["ct_state"] = tuple(s for s in m.CT_STATES if s in rule.ct_state)
+    return rule._replace(**changes) if changes else rule
+
+
+def _host_prefix(addr):
+    return addr + ("/128" if ":" in addr else "/32")
+
+
+def _pf_rules(pf):
+    dnat = Rule("prerouting", iif=pf.in_interface, saddr=pf.source, proto=pf.protocol,
+                dport=pf.port, verdict="dnat", to_addr=pf.to_address, to_port=pf.to_port,
+                comment=pf.comment)
+    if not pf.hairpin:
+        return [dnat], []
+    loop_in = dnat._replace(iif_neg=True, local_dst=True, saddr=None)
+    loop_out = Rule("postrouting", iif=pf.in_interface, iif_neg=True,
+                    daddr=_host_prefix(pf.to_address), proto=pf.protocol,
+                    dport=pf.to_port or pf.port, ct_dnat=True, verdict="masquerade",
+                    comment=pf.comment)
+    return [dnat, loop_in], [loop_out]
+
+
+def to_rules(ruleset):
+    """The model as {chain: [Rule]} in the order the kernel must see them."""
+    chains = dict((c, []) for c in CHAINS)
+    for e in ruleset.get("masquerade", ()) + ruleset.get("snat", ()):
+        to = getattr(e, "to_address", None)
+        chains["postrouting"].append(Rule(
+            "postrouting", saddr=e.source, oif=e.out_interface,
+            verdict="snat" if to else "masquerade", to_addr=to, comment=e.comment))
+    # NAT sources were sorted most-specific first across both kinds.
+    chains["postrouting"].sort(key=lambda r: m._prefix_sort_key(
+        m.Masquerade(r.saddr, r.oif, None)))
+    hairpins = []
+    for pf in ruleset.get("port_forwards", ()):
+        pre, post = _pf_rules(pf)
+        chains["prerouting"].extend(pre)
+        hairpins.extend(post)
+    chains["postrouting"].extend(hairpins)
+    if ruleset.get("port_forwards"):
+        chains["forward"].append(DNAT_ACCEPT)
+    for f in ruleset.get("forward", ()):
+        chains["forward"].append(Rule(
+            "forward", iif=f.in_interface, oif=f.out_interface, saddr=f.source,
+            daddr=f.destination, proto=f.protocol, dport=f.port, ct_state=f.ct_state,
+            verdict=f.action, comment=f.comment))
+    for h in ruleset.get("helpers", ()):
+        chains["helpers"].append(Rule("helpers", proto=h.protocol, dport=h.port,
+                                      verdict="helper", helper=h.helper))
+    return chains
+
+
+def _fields(rule, allowed):
+    """True when the rule sets nothing outside ``allowed`` (and its chain/verdict)."""
+    for name, value in rule._asdict().items():
+        if name in ("chain", "verdict") or name in allowed:
+            continue
+        if value not in (None, False):
+            return False
+    return True
+
+
+def from_rules(chains):
+    """Read {chain: [Rule]} back into the model.
+
+    Returns (ruleset, foreign): rules that no model entry produces land in ``foreign``,
+    which makes the chain differ from its re-rendering, so the next apply repairs it.
+    """
+    out = dict((k, []) for k in m.KINDS)
+    foreign, hairpin_keys = [], set()
+    for rule in chains.get("postrouting", ()):
+        nat_fields = ("saddr", "oif", "comment") + (("to_addr",) if rule.verdict == "snat" else ())
+        if rule.verdict == "masquerade" and rule.ct_dnat and rule.iif_neg:
+            continue  # hairpin return path, implied by its port forward
+        if rule.verdict in ("masquerade", "snat") and rule.oif and _fields(rule, nat_fields):
+            source = rule.saddr
+            if rule.verdict == "snat":
+                out["snat"].append(m.Snat(source, rule.oif, rule.to_addr, rule.comment))
+            else:
+                out["masquerade"].append(m.Masquerade(source, rule.oif, rule.comment))
+        else:
+            foreign.append(rule)
+    pf_fields = ("iif", "saddr", "proto", "dport", "to_addr", "to_port", "comment")
+    for rule in chains.get("prerouting", ()):
+        if rule.verdict == "dnat" and rule.iif_neg and rule.local_dst:
+            hairpin_keys.add((rule.iif, rule.proto, rule.dport))
+        elif rule.verdict == "dnat" and rule.iif and rule.proto in ("tcp", "udp") \
+                and rule.dport and rule.to_addr and _fields(rule, pf_fields):
+            out["port_forwards"].append(m.PortForward(
+                rule.iif, rule.proto, rule.dport, rule.to_addr, rule.to_port, rule.saddr,
+                False, rule.comment))
+        else:
+            foreign.append(rule)
+    out["port_forwards"] = [
+        pf._replace(hairpin=(pf.in_interface, pf.protocol, pf.port) in hairpin_keys)
+        for pf in out["port_forwards"]]
+    fwd_fields = ("iif", "oif", "saddr", "daddr", "proto", "dport", "ct_state", "comment")
+    for rule in chains.get("forward", ()):
+        if rule == DNAT_ACCEPT:
+            continue
+        if rule.verdict in m.FORWARD_ACTIONS and _fields(rule, fwd_fields):
+            out["forward"].append(m.Forward(
+                rule.iif, rule.oif, rule.saddr, rule.daddr, rule.proto, rule.dport,
+                rule.ct_state, rule.verdict, rule.comment))
+        else:
+            foreign.append(rule)
+    for rule in chains.get("helpers", ()):
+        if rule.verdict == "helper" and _fields(rule, ("proto", "dport", "helper")):
+            out["helpers"].append(m.Helper(rule.helper, rule.proto, rule.dport))
+        else:
+            foreign.append(rule)
+    ruleset = dict((k, m.canonical(k, v)) for k, v in out.items())
+    return ruleset, foreign
+
+
+def split_by_family(rules, family):
+    """The rules that apply to one address family (iptables vs ip6tables)."""
+    return [r for r in rules if rule_family(r) in (None, family)]
+
+
+def merge_families(v4_rules, v6_rules):
+    """Inverse of split_by_family: rules without addresses appear in both lists once."""
+    out, i, j = [], 0, 0
+    while i < len(v4_rules) or j < len(v6_rules):
+        a = v4_rules[i] if i < len(v4_rules) else None
+        b = v6_rules[j] if j < len(v6_rules) else None
+        if a is not None and rule_family(a) == 4:
+            out.append(a)
+            i += 1
+        elif b is not None and rule_family(b) == 6:
+            out.append(b)
+            j += 1
+        elif a is not None and a == b:
+            out.append(a)
+            i += 1
+            j += 1
+        elif a is not None:  # present in one family only: keep it, drift repair sees it
+            out.append(a)
+            i += 1
+        else:
+            out.append(b)
+            j += 1
+    return out

@@ -1,0 +1,351 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the ipmasq.gateway collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: nat_rules
+short_description: Manage a gateway's masquerade, SNAT, port forwards and forward rules
+version_added: 0.1.0
+description:
+  - Computes the difference between the wanted NAT and forward rules and the rules on the
+    host, and applies it in one transaction on nftables or iptables. A second run with the
+    same input changes nothing and returns O(state) C(commands=[]).
+  - Touches only its own table or chains; rules of Docker, firewalld, fail2ban,
+    kube-proxy or anyone else are never read, changed or flushed.
+  - Every input is validated before the host is contacted. An error names the entry,
+    the field and the value, and nothing on the host changes.
+  - A failed apply leaves the previous ruleset in place.
+  - Concurrent runs on one host are serialised by a lock on C(/run/ipmasq.lock).
+author:
+  - ipmasq.gateway contributors
+extends_documentation_fragment:
+  - ipmasq.gateway._nat
+attributes:
+  check_mode:
+    description: Computes the exact O(state) C(commands) a real run would apply, and applies nothing.
+    support: full
+  diff_mode:
+    description: Returns the owned ruleset before and after, one rule per line.
+    support: full
+  platform:
+    description: Linux hosts with nftables (C(nft)) or iptables (C(iptables-restore)).
+    platforms: posix
+    support: full
+options:
+  state:
+    description:
+      - V(merged) adds the given rules and updates those with the same identity.
+      - V(replaced) makes each kind present in O(config) exactly the given list; kinds
+        absent from O(config) stay as they are, so roles that own different kinds compose.
+      - V(overridden) makes the whole owned ruleset exactly O(config).
+      - V(deleted) removes the given rules (matched by identity). A kind given as an empty
+        list loses all its rules; no O(config) at all removes everything of ours.
+      - V(gathered) returns the owned rules on the host in RV(gathered).
+      - V(rendered) returns the script for O(config) in RV(rendered), without contacting the host.
+      - V(parsed) reads O(running_config) into RV(parsed), without contacting the host.
+    type: str
+    choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
+    default: merged
+  running_config:
+    description:
+      - With O(state=parsed), the text to read. Accepts C(iptables-save) output (rules in the
+        built-in C(PREROUTING), C(POSTROUTING) and C(FORWARD) chains count, so hand-made
+        gateways can be migrated; C(ip6tables-save) output follows a C(# ip6tables) line),
+        lines of C(iptables -t nat -A ...) commands, and C(nft -j list table inet ipmasq)
+        or C(nft list table inet ipmasq) output.
+    type: str
+  conntrack_flush:
+    description:
+      - V(affected) deletes the connection-tracking entries of port forwards that were
+        changed or removed, so that the next packets of a flow follow the new rule instead
+        of the old mapping. Other connections stay up.
+      - V(none) leaves conntrack alone.
+    type: str
+    choices: [affected, none]
+    default: affected
+  config:
+    description:
+      - The rules, by kind. Each entry is validated (addresses with Python's C(ipaddress)).
+    type: dict
+    suboptions:
+      masquerade:
+        description:
+          - Rewrite the source of traffic from O(config.masquerade[].source) leaving by
+            O(config.masquerade[].out_interface) to that interface's address.
+          - Identity is (source, out_interface). More specific sources are matched first.
+        type: list
+        elements: dict
+        suboptions:
+          source:
+            description: Source network in CIDR form (IPv4 or IPv6). Omit to match any source.
+            type: str
+          out_interface:
+            description: Interface the traffic leaves by. Required.
+            type: str
+          comment:
+            description: Free text kept with the rule (no control characters or double quotes, 128 bytes at most).
+            type: str
+      snat:
+        description:
+          - Like O(config.masquerade), to a fixed address or an address range (pool).
+          - Identity is (source, out_interface).
+        type: list
+        elements: dict
+        suboptions:
+          source:
+            description: Source network in CIDR form. Omit to match any source.
+            type: str
+          out_interface:
+            description: Interface the traffic leaves by. Required.
+            type: str
+          to_address:
+            description: Address, or a range C(203.0.113.10-203.0.113.20), to rewrite the source to. Required.
+            type: str
+          comment:
+            description: Free text kept with the rule.
+            type: str
+      port_forwards:
+        description:
+          - Static NAT (DNAT) from a port on the gateway to a host inside. Traffic that was
+            forwarded this way is accepted by the forward chain ahead of O(config.forward).
+          - Identity is (in_interface, protocol, port); V(tcp_udp) stands for two entries.
+          - On nftables, single-port forwards without O(config.port_forwards[].source) live in a map,
+            so the cost per packet does not grow with their number. On iptables each
+            forward is one rule.
+        type: list
+        elements: dict
+        suboptions:
+          in_interface:
+            description: Interface the traffic comes in by. Required.
+            type: str
+          protocol:
+            description: Transport protocol.
+            type: str
+            choices: [tcp, udp, tcp_udp]
+            default: tcp
+          port:
+            description: Port, or range C(5000-5010), on the gateway. Required.
+            type: raw
+          to_address:
+            description: Inside host to forward to. Required except with O(state=deleted).
+            type: str
+          to_port:
+            description:
+              - Port on the inside host; defaults to O(config.port_forwards[].port).
+              - A range forward keeps its ports, so for a range omit this or give the same range.
+            type: raw
+          source:
+            description: Only clients from this network (CIDR) are forwarded.
+            type: str
+          hairpin:
+            description:
+              - Also forward when inside clients use the gateway's own address, and
+                masquerade that traffic so the replies come back through the gateway.
+            type: bool
+            default: false
+          comment:
+            description: Free text kept with the rule.
+            type: str
+      forward:
+        description:
+          - Ordered rules of the forward chain (filter), after the accept for port forwards.
+          - Identity is the whole rule except its comment.
+        type: list
+        elements: dict
+        suboptions:
+          in_interface:
+            description: Interface the traffic comes in by.
+            type: str
+          out_interface:
+            description: Interface the traffic leaves by.
+            type: str
+          source:
+            description: Source network (CIDR).
+            type: str
+          destination:
+            description: Destination network (CIDR).
+            type: str
+          protocol:
+            description: Protocol to match.
+            type: str
+            choices: [tcp, udp, icmp, icmpv6]
+          port:
+            description: Destination port or range; needs O(config.forward[].protocol) V(tcp) or V(udp).
+            type: raw
+          ct_state:
+            description: Connection-tracking states to match, for example V(established) and V(related).
+            type: list
+            elements: str
+            choices: [new, established, related, invalid, untracked]
+          action:
+            description: What to do with matching traffic.
+            type: str
+            choices: [accept, drop, reject]
+            default: accept
+          comment:
+            description: Free text kept with the rule.
+            type: str
+      helpers:
+        description:
+          - Conntrack helpers attached to matching traffic only (not the kernel's automatic
+            assignment), for protocols that carry addresses inside, such as FTP.
+          - Identity is the whole entry.
+        type: list
+        elements: dict
+        suboptions:
+          helper:
+            description: Kernel helper name, for example V(ftp), V(sip), V(tftp), V(irc), V(h323), V(pptp).
+            type: str
+          protocol:
+            description: Protocol; defaults to the helper's usual one.
+            type: str
+            choices: [tcp, udp]
+          port:
+            description: Port (or range) the helper is attached to. Required.
+            type: raw
+notes:
+  - On iptables-legacy hosts the C(--test) check of C(iptables-restore) is strong; on
+    iptables-nft hosts the kernel is the final check, and a rejected transaction still
+    changes nothing.
+seealso:
+  - name: nftables wiki, performing network address translation
+    description: The NAT statements this module writes.
+    link: https://wiki.nftables.org/wiki-nftables/index.php/Performing_Network_Address_Translation_(NAT)
+"""
+
+EXAMPLES = r"""
+- name: Masquerade the office LAN out of ppp0, forward a web server, keep the WAN out
+  ipmasq.gateway.nat_rules:
+    config:
+      masquerade:
+        - {source: 192.168.10.0/24, out_interface: ppp0, comment: office}
+      port_forwards:
+        - {in_interface: ppp0, protocol: tcp, port: 8080, to_address: 192.168.10.5, to_port: 80}
+        - {in_interface: ppp0, protocol: tcp_udp, port: "5000-5010", to_address: 192.168.10.6}
+      forward:
+        - {in_interface: ppp0, ct_state: [established, related], action: accept}
+        - {out_interface: ppp0, source: 192.168.10.0/24, action: accept}
+        - {in_interface: ppp0, action: drop}
+
+- name: Only the port forwards become exactly this list; NAT and forward rules stay
+  ipmasq.gateway.nat_rules:
+    state: replaced
+    config:
+      port_forwards:
+        - {in_interface: ppp0, port: 2222, to_address: 192.168.10.7, to_port: 22}
+
+- name: Plan only - what would change, as the exact commands
+  ipmasq.gateway.nat_rules:
+    state: overridden
+    config:
+      snat:
+        - {source: 10.20.0.0/16, out_interface: eth0, to_address: 203.0.113.10}
+  check_mode: true
+  diff: true
+  register: plan
+
+- name: Migrate a hand-made gateway - read its iptables rules into the model
+  ipmasq.gateway.nat_rules:
+    state: parsed
+    running_config: |
+      *nat
+      -A POSTROUTING -s 192.168.0.0/24 -o ppp0 -j MASQUERADE
+      -A PREROUTING -i ppp0 -p tcp --dport 8080 -j DNAT --to-destination 192.168.0.5:80
+      COMMIT
+      *filter
+      -A FORWARD -s 192.168.0.0/24 -o ppp0 -j ACCEPT
+      -A FORWARD -d 192.168.0.0/24 -m state --state ESTABLISHED,RELATED -i ppp0 -j ACCEPT
+      COMMIT
+  register: migrated
+
+- name: Remove everything this collection manages on the host
+  ipmasq.gateway.nat_rules:
+    state: deleted
+"""
+
+RETURN = r"""
+backend:
+  description: The backend used (V(auto) resolved).
+  returned: always
+  type: str
+  sample: nftables
+before:
+  description: The owned rules before the run, by kind, as in O(config).
+  returned: when O(state) is merged, replaced, overridden or deleted
+  type: dict
+  sample: {masquerade: [], snat: [], port_forwards: [], forward: [], helpers: []}
+after:
+  description: The owned rules after the run (in check mode, the predicted ones).
+  returned: when O(state) is merged, replaced, overridden or deleted
+  type: dict
+  sample:
+    masquerade: [{source: 192.168.10.0/24, out_interface: ppp0}]
+    snat: []
+    port_forwards: []
+    forward: []
+    helpers: []
+commands:
+  description:
+    - The exact script applied (C(nft -f) input, or C(iptables-restore --noflush) input
+      whose parts start with a C(# iptables-restore) or C(# ip6tables-restore) line).
+      Empty when nothing changes. In check mode, what a real run would apply.
+  returned: when O(state) is merged, replaced, overridden or deleted
+  type: list
+  elements: str
+  sample: ['add element inet ipmasq fwd4 { "ppp0" . tcp . 8080 : 192.168.10.5 . 80 }']
+summary:
+  description: Rules added, removed and unchanged per kind.
+  returned: when O(state) is merged, replaced, overridden or deleted
+  type: dict
+  sample: {masquerade: {added: 1, removed: 0, unchanged: 0}}
+persisted:
+  description: Files under C(/etc/ipmasq) that were written (or would be, in check mode).
+  returned: when O(state) is merged, replaced, overridden or deleted
+  type: list
+  elements: str
+conntrack_deleted:
+  description: The C(conntrack -D) filters run for changed or removed port forwards.
+  returned: when O(state) is merged, replaced, overridden or deleted
+  type: list
+  elements: str
+gathered:
+  description: The owned rules on the host, by kind.
+  returned: when O(state=gathered)
+  type: dict
+rendered:
+  description: The script that loads O(config) on a host with none of our rules.
+  returned: when O(state=rendered)
+  type: list
+  elements: str
+parsed:
+  description: O(running_config) as rules, by kind.
+  returned: when O(state=parsed)
+  type: dict
+diff:
+  description: The owned ruleset before and after, one rule per line (diff mode).
+  returned: when diff mode is on and O(state) changes rules
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.argspec import ARGUMENT_SPEC
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import plan
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           required_if=[("state", "parsed", ["running_config"])])
+    result = plan.run(module)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
