@@ -206,6 +206,12 @@ def _same_family(where, entry_fields):
 
 # ---------------------------------------------------------------- entry builders
 
+def _get(raw, key, default):
+    """raw[key], or ``default`` when absent or None (Ansible fills unset options with None)."""
+    value = raw.get(key)
+    return default if value is None else value
+
+
 def _known_keys(where, raw, allowed):
     if not isinstance(raw, dict):
         raise ConfigError("%s: must be a dictionary (got %r)" % (where, raw))
@@ -233,12 +239,12 @@ def _build_port_forward(where, raw, partial):
     _known_keys(where, raw, ("in_interface", "protocol", "port", "to_address", "to_port",
                              "source", "hairpin", "comment"))
     in_if = _interface(where, "in_interface", raw.get("in_interface"), required=True)
-    proto = _choice(where, "protocol", raw.get("protocol", "tcp"), PF_PROTOCOLS)
+    proto = _choice(where, "protocol", _get(raw, "protocol", "tcp"), PF_PROTOCOLS)
     port = _ports(where, "port", raw.get("port"))
     to_addr = _host(where, "to_address", raw.get("to_address"), required=not partial)
     to_port = _ports(where, "to_port", raw.get("to_port"), required=False)
     source = _network(where, "source", raw.get("source"))
-    hairpin = raw.get("hairpin", False)
+    hairpin = _get(raw, "hairpin", False)
     if not isinstance(hairpin, bool):
         _fail(where, "hairpin", hairpin, "must be true or false")
     comment = _comment(where, raw.get("comment"))
@@ -277,7 +283,7 @@ def _build_forward(where, raw, partial):
         _choice(where, "ct_state", state, CT_STATES)
     if len(set(states)) != len(states):
         _fail(where, "ct_state", states, "lists a state twice")
-    action = _choice(where, "action", raw.get("action", "accept"), FORWARD_ACTIONS)
+    action = _choice(where, "action", _get(raw, "action", "accept"), FORWARD_ACTIONS)
     comment = _comment(where, raw.get("comment"))
     _same_family(where, [("source", source), ("destination", dest)])
     fam = family_of(source, dest)
@@ -290,7 +296,7 @@ def _build_forward(where, raw, partial):
 def _build_helper(where, raw, partial):
     _known_keys(where, raw, Helper._fields)
     name = _choice(where, "helper", raw.get("helper"), sorted(HELPER_PROTOCOLS))
-    proto = _choice(where, "protocol", raw.get("protocol", HELPER_PROTOCOLS[name][0]),
+    proto = _choice(where, "protocol", _get(raw, "protocol", HELPER_PROTOCOLS[name][0]),
                     HELPER_PROTOCOLS[name])
     port = _ports(where, "port", raw.get("port"))
     return [Helper(name, proto, port)]
