@@ -14,7 +14,7 @@ version_added: 0.1.0
 description:
   - Computes the difference between the wanted NAT and forward rules and the rules on the
     host, and applies it in one transaction on nftables or iptables. A second run with the
-    same input changes nothing and returns O(state) C(commands=[]).
+    same input changes nothing and returns an empty RV(commands).
   - Touches only its own table or chains; rules of Docker, firewalld, fail2ban,
     kube-proxy or anyone else are never read, changed or flushed.
   - Every input is validated before the host is contacted. An error names the entry,
