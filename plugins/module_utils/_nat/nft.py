@@ -84,9 +84,9 @@ def to_rules(state):
                   for c in r.CHAINS)
     for name in sorted(state.elements):
         for (iif, proto, port), (addr, to_port, comment) in sorted(state.elements[name].items()):
-            chains["prerouting"].append(r.normalize(r.Rule(
-                "prerouting", iif=iif, proto=proto, dport=port, verdict="dnat",
-                to_addr=addr, to_port=to_port, comment=comment)))
+            chains["prerouting"].append(r.Rule(
+                "prerouting", iif=iif, proto=proto, dport=port, verdict="dnat", to_addr=addr,
+                to_port=None if to_port == port else to_port, comment=comment))
     return chains
 
 

@@ -109,14 +109,22 @@ def to_rules(ruleset):
     return chains
 
 
-def _fields(rule, allowed):
-    """True when the rule sets nothing outside ``allowed`` (and its chain/verdict)."""
-    for name, value in rule._asdict().items():
-        if name in ("chain", "verdict") or name in allowed:
-            continue
-        if value not in (None, False):
-            return False
-    return True
+_FIELD_INDEX = dict((name, i) for i, name in enumerate(Rule._fields))
+_UNSET = (None, False)
+
+
+def _only(*allowed):
+    """A test that a rule sets no field outside ``allowed`` (chain and verdict aside)."""
+    others = [i for name, i in _FIELD_INDEX.items()
+              if name not in allowed and name not in ("chain", "verdict")]
+    return lambda rule: all(rule[i] in _UNSET for i in others)
+
+
+_NAT_ONLY = _only("saddr", "oif", "comment")
+_SNAT_ONLY = _only("saddr", "oif", "comment", "to_addr")
+_PF_ONLY = _only("iif", "saddr", "proto", "dport", "to_addr", "to_port", "comment")
+_FWD_ONLY = _only("iif", "oif", "saddr", "daddr", "proto", "dport", "ct_state", "comment")
+_HELPER_ONLY = _only("proto", "dport", "helper")
 
 
 def from_rules(chains):
@@ -128,10 +136,10 @@ def from_rules(chains):
     out = dict((k, []) for k in m.KINDS)
     foreign, hairpin_keys = [], set()
     for rule in chains.get("postrouting", ()):
-        nat_fields = ("saddr", "oif", "comment") + (("to_addr",) if rule.verdict == "snat" else ())
         if rule.verdict == "masquerade" and rule.ct_dnat and rule.iif_neg:
             continue  # hairpin return path, implied by its port forward
-        if rule.verdict in ("masquerade", "snat") and rule.oif and _fields(rule, nat_fields):
+        if rule.verdict in ("masquerade", "snat") and rule.oif and \
+                (_SNAT_ONLY if rule.verdict == "snat" else _NAT_ONLY)(rule):
             source = rule.saddr
             if rule.verdict == "snat":
                 out["snat"].append(m.Snat(source, rule.oif, rule.to_addr, rule.comment))
@@ -139,32 +147,31 @@ def from_rules(chains):
                 out["masquerade"].append(m.Masquerade(source, rule.oif, rule.comment))
         else:
             foreign.append(rule)
-    pf_fields = ("iif", "saddr", "proto", "dport", "to_addr", "to_port", "comment")
     for rule in chains.get("prerouting", ()):
         if rule.verdict == "dnat" and rule.iif_neg and rule.local_dst:
             hairpin_keys.add((rule.iif, rule.proto, rule.dport))
         elif rule.verdict == "dnat" and rule.iif and rule.proto in ("tcp", "udp") \
-                and rule.dport and rule.to_addr and _fields(rule, pf_fields):
+                and rule.dport and rule.to_addr and _PF_ONLY(rule):
             out["port_forwards"].append(m.PortForward(
                 rule.iif, rule.proto, rule.dport, rule.to_addr, rule.to_port, rule.saddr,
                 False, rule.comment))
         else:
             foreign.append(rule)
-    out["port_forwards"] = [
-        pf._replace(hairpin=(pf.in_interface, pf.protocol, pf.port) in hairpin_keys)
-        for pf in out["port_forwards"]]
-    fwd_fields = ("iif", "oif", "saddr", "daddr", "proto", "dport", "ct_state", "comment")
+    if hairpin_keys:
+        out["port_forwards"] = [
+            pf._replace(hairpin=(pf.in_interface, pf.protocol, pf.port) in hairpin_keys)
+            for pf in out["port_forwards"]]
     for rule in chains.get("forward", ()):
         if rule == DNAT_ACCEPT:
             continue
-        if rule.verdict in m.FORWARD_ACTIONS and _fields(rule, fwd_fields):
+        if rule.verdict in m.FORWARD_ACTIONS and _FWD_ONLY(rule):
             out["forward"].append(m.Forward(
                 rule.iif, rule.oif, rule.saddr, rule.daddr, rule.proto, rule.dport,
                 rule.ct_state, rule.verdict, rule.comment))
         else:
             foreign.append(rule)
     for rule in chains.get("helpers", ()):
-        if rule.verdict == "helper" and _fields(rule, ("proto", "dport", "helper")):
+        if rule.verdict == "helper" and _HELPER_ONLY(rule):
             out["helpers"].append(m.Helper(rule.helper, rule.proto, rule.dport))
         else:
             foreign.append(rule)
