@@ -1,0 +1,102 @@
+"""pytest plugin for the scenarios' testinfra tests, loaded through PYTEST_PLUGINS.
+
+The ``testbed`` fixture reaches any container of the scenario by inventory name or group and
+knows the addresses the scenario declared (``testbed_addresses``). ``echo_server`` runs
+ipmasq-echo in a container for the duration of a ``with`` block, and ``probe`` sends one
+TCP connection or UDP datagram with ipmasq-probe and returns the reply line split into
+(server name, peer address, peer port).
+"""
+
+import contextlib
+import os
+import shlex
+import time
+import uuid
+
+import pytest
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+
+class Testbed:
+    """The containers of one Molecule scenario."""
+
+    def __init__(self, inventory):
+        self.inventory = inventory
+        self._runner = AnsibleRunner(inventory)
+
+    def names(self, pattern="all"):
+        """Inventory names matching a host or group pattern, sorted."""
+        return self._runner.get_hosts(pattern)
+
+    def one(self, group):
+        """The single host of a group (fails if there are none or several)."""
+        names = self.names(group)
+        assert len(names) == 1, "expected one host in group %r, found %r" % (group, names)
+        return names[0]
+
+    @staticmethod
+    def host(name):
+        """A testinfra Host for the container `name`.
+
+        The podman backend runs `podman exec` directly: much faster than one Ansible run
+        per command, which is what the default `host` fixture costs.
+        """
+        return testinfra.get_host("podman://%s" % name)
+
+    def variables(self, name):
+        return self._runner.get_variables(name)
+
+    def address(self, name, network):
+        """The static address of container `name` on `network`, as declared in molecule.yml."""
+        return self.variables(name)["testbed_addresses"][network]
+
+    @contextlib.contextmanager
+    def echo_server(self, name, tcp=(), udp=(), seconds=300):
+        """Run ipmasq-echo in container `name` as a transient unit; it answers as `name`.
+
+        RuntimeMaxSec bounds its life even if the test run dies before cleanup.
+        """
+        host = self.host(name)
+        unit = "testbed-echo-%s" % uuid.uuid4().hex[:8]
+        ports = ["--tcp=%d" % port for port in tcp] + ["--udp=%d" % port for port in udp]
+        host.run_expect(
+            [0],
+            "systemd-run --unit=%s --collect --property=RuntimeMaxSec=%d /usr/local/bin/ipmasq-echo --name=%s %s"
+            % (unit, seconds, shlex.quote(name), " ".join(ports)),
+        )
+        try:
+            self._wait_listening(host, tcp, udp)
+            yield
+        finally:
+            host.run("systemctl stop %s", unit)
+
+    @staticmethod
+    def _wait_listening(host, tcp, udp, timeout=15.0):
+        wanted = [("-Hltn", port) for port in tcp] + [("-Hlun", port) for port in udp]
+        deadline = time.monotonic() + timeout
+        for flags, port in wanted:
+            while host.run("ss %s %s", flags, "sport = :%d" % port).stdout.strip() == "":
+                assert time.monotonic() < deadline, "echo server did not listen on port %d" % port
+                time.sleep(0.2)
+
+    def probe(self, name, proto, address, port, timeout=2):
+        """Send one probe from container `name`; return the CommandResult (rc 1 when no reply)."""
+        return self.host(name).run(
+            "/usr/local/bin/ipmasq-probe %s %s %s --timeout %s", proto, address, str(port), str(timeout)
+        )
+
+    def reply(self, name, proto, address, port, timeout=2):
+        """Probe and return the echo reply as (server name, peer address, peer port)."""
+        result = self.probe(name, proto, address, port, timeout)
+        assert result.rc == 0, "%s: %s %s:%d failed: %s" % (name, proto, address, port, result.stderr.strip())
+        server, peer, peer_port = result.stdout.split()
+        return server, peer, int(peer_port)
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        pytest.fail("MOLECULE_INVENTORY_FILE is not set: run these tests through `molecule verify`")
+    return Testbed(inventory)
