@@ -103,11 +103,12 @@ build: venv
 # Install the tarball the way users do. --offline --no-deps: Galaxy (for ansible.posix) is unreachable.
 build-check: build
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	export ANSIBLE_COLLECTIONS_PATH="$$tmp"; \
 	ansible-galaxy collection install --offline --no-deps -p "$$tmp" $(TARBALL); \
 	test -f "$$tmp/ansible_collections/ipmasq/gateway/MANIFEST.json"; \
-	ANSIBLE_COLLECTIONS_PATH="$$tmp" ansible-galaxy collection list ipmasq.gateway -p "$$tmp"; \
-	ANSIBLE_COLLECTIONS_PATH="$$tmp" ansible-doc --list ipmasq.gateway; \
-	ANSIBLE_COLLECTIONS_PATH="$$tmp" ansible-doc --list -t role ipmasq.gateway
+	ansible-galaxy collection list ipmasq.gateway; \
+	ansible-doc --list ipmasq.gateway; \
+	ansible-doc --list --type role ipmasq.gateway
 
 unit: venv collection-link
 	PYTHONPATH=$(BUILD)/collections pytest tests/unit

@@ -33,7 +33,7 @@ def test_neighbour_reaches_gateway(testbed, client_group, network, proto):
     gateway_address = testbed.address(gateway, network)
     ports = {proto: [ECHO_PORT]}
     with testbed.echo_server(gateway, **ports):
-        server, peer, _ = testbed.reply(client, proto, gateway_address, ECHO_PORT)
+        server, peer, _port = testbed.reply(client, proto, gateway_address, ECHO_PORT)
     assert (server, peer) == (gateway, testbed.address(client, network))
 
 
