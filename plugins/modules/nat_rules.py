@@ -22,7 +22,7 @@ description:
   - A failed apply leaves the previous ruleset in place.
   - Concurrent runs on one host are serialised by a lock on C(/run/ipmasq.lock).
 author:
-  - ipmasq.gateway contributors
+  - ipmasq.gateway contributors (@ipmasq)
 extends_documentation_fragment:
   - ipmasq.gateway._nat
 attributes:

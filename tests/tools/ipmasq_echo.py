@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Tiny TCP/UDP "who am I" server for traffic tests.
 
 Every TCP connection and every UDP datagram is answered with one line:

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Client for ipmasq_echo: connect once (TCP) or send one datagram (UDP) and print the reply.
 
 Exit status 0 with the server's line on stdout, or 1 with the error on stderr.
@@ -30,7 +30,7 @@ def main():
                 data = s.recv(512)
             else:
                 s.sendto(b"hello\n", (args.host, args.port))
-                data, _ = s.recvfrom(512)
+                data = s.recvfrom(512)[0]
     except OSError as exc:
         print("%s %s:%d: %s" % (args.proto, args.host, args.port, exc), file=sys.stderr)
         return 1

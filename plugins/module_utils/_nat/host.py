@@ -47,8 +47,8 @@ class Host:
     def _must(self, args, data=None, what=None):
         rc, out, err = self._run(args, data)
         if rc != 0:
-            raise HostError("%s failed (rc=%d): %s" % (what or " ".join(args), rc,
-                                                         (err or out).strip()))
+            detail = (err or out).strip()
+            raise HostError("%s failed (rc=%d): %s" % (what or " ".join(args), rc, detail))
         return out
 
     def lock(self, timeout=60):

@@ -198,7 +198,7 @@ def _choice(where, field, value, choices, required=True):
 
 def _same_family(where, entry_fields):
     """Reject a rule whose addresses mix IPv4 and IPv6."""
-    families = set(family_of(v) for _, v in entry_fields if v)
+    families = set(family_of(value) for field, value in entry_fields if value)
     if len(families) > 1:
         _fail(where, entry_fields[0][0], dict(entry_fields),
               "mixes IPv4 and IPv6 addresses in one rule")

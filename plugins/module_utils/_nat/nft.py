@@ -18,7 +18,6 @@ import json
 import shlex
 from collections import namedtuple
 
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import rules as r
 
 TABLE = "inet ipmasq"
