@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import ipaddress
 import re
+import unicodedata
 from collections import namedtuple
 
 KINDS = ("masquerade", "snat", "port_forwards", "forward", "helpers")
@@ -23,14 +24,14 @@ KEYED_KINDS = ("masquerade", "snat", "port_forwards", "helpers")
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 COMMENT_MAX = 128  # nftables' limit; iptables allows 256
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*\Z")
 CT_STATES = ("new", "established", "related", "invalid", "untracked")
 FORWARD_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
 FORWARD_ACTIONS = ("accept", "drop", "reject")
 PF_PROTOCOLS = ("tcp", "udp", "tcp_udp")
 # Conntrack helpers the kernel ships, with the protocol they follow.
 HELPER_PROTOCOLS = {
-    "amanda": ("udp",), "ftp": ("tcp",), "h323": ("tcp", "udp"), "irc": ("tcp",),
+    "amanda": ("udp",), "ftp": ("tcp",), "irc": ("tcp",),
     "netbios-ns": ("udp",), "pptp": ("tcp",), "sane": ("tcp",), "sip": ("tcp", "udp"),
     "snmp": ("udp",), "tftp": ("udp",),
 }
@@ -83,7 +84,7 @@ def _interface(where, field, value, required=False):
         _fail(where, field, value, "must be an interface name")
     if len(value) > IFNAME_MAX:
         _fail(where, field, value, "is longer than %d characters" % IFNAME_MAX)
-    if not _IFNAME_RE.match(value) or value in (".", ".."):
+    if not _IFNAME_RE.match(value) or value in (".", ".."):  # \Z: no trailing newline
         _fail(where, field, value,
               "may contain only letters, digits and _ . : - (no spaces, quotes, '/' or wildcards)")
     return value
@@ -177,7 +178,7 @@ def _comment(where, value):
         return None
     if not isinstance(value, str):
         _fail(where, "comment", value, "must be a string")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
         _fail(where, "comment", value, "must not contain control characters")
     if '"' in value or "\\" in value:
         _fail(where, "comment", value, "must not contain double quotes or backslashes")
@@ -311,15 +312,18 @@ _BUILDERS = {
 }
 
 
-def _check_port_overlap(entries):
+def _check_port_overlap(entries, wheres):
     """Two forwards on one interface and protocol must not claim the same port."""
-    spans = sorted((pf.in_interface, pf.protocol) + parse_ports(pf.port) + (i,)
-                   for i, pf in enumerate(entries))
+    spans = sorted((pf.in_interface, pf.protocol) + parse_ports(pf.port) + (where,)
+                   for pf, where in zip(entries, wheres))
     for a, b in zip(spans, spans[1:]):
         if a[:2] == b[:2] and b[2] <= a[3]:
+            first, second = sorted((a[4], b[4]))
             raise ConfigError(
-                "port_forwards: ports %s and %s overlap on %s/%s"
-                % (format_ports(a[2], a[3]), format_ports(b[2], b[3]), a[0], a[1]))
+                "%s.port: overlaps %s on %s/%s (got %r and %r)"
+                % (second, first, a[0], a[1], format_ports(b[2], b[3]) if second == b[4]
+                   else format_ports(a[2], a[3]), format_ports(a[2], a[3]) if second == b[4]
+                   else format_ports(b[2], b[3])))
 
 
 def build_config(config, partial=False):
@@ -342,18 +346,20 @@ def build_config(config, partial=False):
         raw_list = config[kind]
         if not isinstance(raw_list, list):
             raise ConfigError("config.%s: must be a list (got %r)" % (kind, raw_list))
-        entries, seen = [], {}
+        entries, wheres, seen = [], [], {}
         for index, raw in enumerate(raw_list):
             where = "%s[%d]" % (kind, index)
             for entry in _BUILDERS[kind](where, raw, partial):
                 key = identity(kind, entry)
                 if key in seen:
-                    raise ConfigError("%s: duplicate of %s (same %s)"
-                                      % (where, seen[key], _identity_text(kind)))
+                    raise ConfigError("%s: duplicate of %s (same %s: %s)" % (
+                        where, seen[key], _identity_text(kind),
+                        ", ".join(str(v) for v in key if v not in (None, False))))
                 seen[key] = where
                 entries.append(entry)
+                wheres.append(where)
         if kind == "port_forwards":
-            _check_port_overlap(entries)
+            _check_port_overlap(entries, wheres)
         out[kind] = canonical(kind, entries)
     return out
 

@@ -39,6 +39,11 @@ MAP_RULES = dict((name, r.Rule("prerouting", verdict="map", helper=name)) for na
 State = namedtuple("State", "present objects chains elements")
 
 
+# nft spells ICMPv6 the way /etc/protocols does.
+_L4PROTO_OUT = {"icmpv6": "ipv6-icmp"}
+_L4PROTO_IN = {"ipv6-icmp": "icmpv6"}
+
+
 class _Unknown(Exception):
     """A statement outside the vocabulary of our rules."""
 
@@ -95,13 +100,24 @@ def _helper_name(rule):
     return "%s-%s-%s" % (rule.helper, rule.proto, rule.dport)
 
 
+def _helper_of(name):
+    """Inverse of _helper_name; helper names may contain '-' themselves (netbios-ns)."""
+    return name.rsplit("-", 2)[0]
+
+
+def _helper_decl(name):
+    helper, proto = name.rsplit("-", 2)[:2]
+    return 'ct helper %s { type "%s" protocol %s; l3proto inet; }' % (name, helper, proto)
+
+
 def _q(text):
     return '"%s"' % text
 
 
 def _addr(family_kw, field, value):
-    return "%s %s %s" % (family_kw, field, value[:-3] if value.endswith("/32") else
-                         value[:-4] if value.endswith("/128") else value)
+    """nft prints a host route as the bare address."""
+    host = "/128" if family_kw == "ip6" else "/32"
+    return "%s %s %s" % (family_kw, field, value[:-len(host)] if value.endswith(host) else value)
 
 
 def _nat_target(addr, port):
@@ -132,7 +148,7 @@ def rule_text(rule):
     if rule.proto and rule.dport:
         out.append("%s dport %s" % (rule.proto, rule.dport))
     elif rule.proto:
-        out.append("meta l4proto %s" % rule.proto)
+        out.append("meta l4proto %s" % _L4PROTO_OUT.get(rule.proto, rule.proto))
     if rule.ct_state:
         out.append("ct state %s" % ",".join(rule.ct_state))
     if rule.ct_dnat:
@@ -161,19 +177,18 @@ def _object_decl(kind, name, state):
         return "add chain %s %s { %s }" % (TABLE, name, CHAIN_TYPES[name])
     if kind == "map":
         return "add map %s %s { %s }" % (TABLE, name, MAPS[name][1])
-    helper, proto = name.split("-")[:2]
-    return 'add ct helper %s %s { type "%s" protocol %s; l3proto inet; }' % (
-        TABLE, name, helper, proto)
+    return "add %s" % _helper_decl(name).replace("ct helper ", "ct helper %s " % TABLE, 1)
 
 
 def render_full(state):
     """The whole table as one idempotent script: valid on any host state (boot, persist)."""
-    lines = ["table %s {}" % TABLE, "delete table %s" % TABLE, "table %s {" % TABLE]
+    lines = ["table %s {}" % TABLE, "delete table %s" % TABLE]
+    if not has_rules(state):
+        return "\n".join(lines) + "\n"
+    lines.append("table %s {" % TABLE)
     for kind, name in sorted(state.objects):
         if kind == "ct helper":
-            helper, proto = name.split("-")[:2]
-            lines.append('\tct helper %s { type "%s" protocol %s; l3proto inet; }'
-                         % (name, helper, proto))
+            lines.append("\t" + _helper_decl(name))
     for name in sorted(MAPS):
         elems = sorted(state.elements[name].items())
         lines.append("\tmap %s {" % name)
@@ -191,13 +206,19 @@ def render_full(state):
     return "\n".join(lines) + "\n"
 
 
+def has_rules(state):
+    """True when the State holds any rule or map element (map lookups alone do not count)."""
+    return any(x.verdict != "map" for c in state.chains.values() for x in c) \
+        or any(state.elements.values())
+
+
 def render_changes(have, want):
     """The commands that turn State ``have`` into State ``want``: [] when they match.
 
     A chain whose rules differ is flushed and refilled (chains hold few rules: the many
     forwards live in maps, which change element by element).
     """
-    if not want.present or not any(want.chains.values()) and not any(want.elements.values()):
+    if not has_rules(want):
         return ["delete table %s" % TABLE] if have.present else []
     cmds = []
     if not have.present:
@@ -251,7 +272,7 @@ def _json_rule(chain, expr, comment):
                     raise _Unknown(stmt)
                 f[name], f["iif_neg"] = right, neg or f.get("iif_neg", False)
             elif "meta" in left and left["meta"]["key"] == "l4proto" and not neg:
-                f["proto"] = right
+                f["proto"] = _L4PROTO_IN.get(right, right)
             elif "payload" in left and left["payload"]["field"] in ("saddr", "daddr") and not neg:
                 f[left["payload"]["field"]] = right
             elif "payload" in left and left["payload"]["field"] == "dport" and not neg:
@@ -277,7 +298,7 @@ def _json_rule(chain, expr, comment):
             if body.get("port") is not None:
                 f["to_port"] = str(_json_value(body["port"]))
         elif key == "ct helper":
-            f["verdict"], f["helper"] = "helper", body.split("-")[0]
+            f["verdict"], f["helper"] = "helper", _helper_of(body)
         elif key != "counter":
             raise _Unknown(stmt)
     if "verdict" not in f:
@@ -355,7 +376,7 @@ def _text_rule(chain, tokens):
             key, value = take(2)
             if key != "l4proto":
                 raise _Unknown(tokens)
-            f["proto"] = value
+            f["proto"] = _L4PROTO_IN.get(value, value)
         elif tok in ("tcp", "udp", "th"):
             key, value = take(2)
             if key != "dport":
@@ -370,7 +391,7 @@ def _text_rule(chain, tokens):
             elif key == "status" and take()[0] == "dnat":
                 f["ct_dnat"] = True
             elif key == "helper" and take()[0] == "set":
-                f["verdict"], f["helper"] = "helper", take()[0].split("-")[0]
+                f["verdict"], f["helper"] = "helper", _helper_of(take()[0])
             else:
                 raise _Unknown(tokens)
         elif tok in ("accept", "drop", "masquerade"):

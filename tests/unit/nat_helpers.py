@@ -1,0 +1,394 @@
+"""Helpers and hypothesis strategies shared by the unit tests of the nat_rules logic."""
+import ipaddress
+import json
+import shlex
+import string
+from pathlib import Path
+
+from hypothesis import strategies as st
+
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
+    iptables, model, nft, rules)
+
+CODECS = {"nftables": nft, "iptables": iptables}
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+# ---------------------------------------------------------------- the pure pipeline
+
+def ruleset_of(config):
+    """A whole ruleset (every kind present) from a config dict, validated."""
+    ruleset = model.empty_ruleset()
+    ruleset.update(model.build_config(config))
+    return ruleset
+
+
+def want_state(codec, ruleset):
+    return codec.layout(rules.to_rules(ruleset))
+
+
+def reparse(codec, state):
+    """What a host holds after loading ``render_full(state)``, read back as a State."""
+    return codec.parse(codec.render_full(state))
+
+
+def read_back(codec, state):
+    """A backend State -> (ruleset, foreign)."""
+    return rules.from_rules(codec.to_rules(state))
+
+
+def kinds_differ(got, want):
+    """{kind: (only in got, only in want)} for a readable assertion message."""
+    return dict((k, (set(got.get(k, ())) - set(want.get(k, ())),
+                     set(want.get(k, ())) - set(got.get(k, ()))))
+                for k in model.KINDS if tuple(got.get(k, ())) != tuple(want.get(k, ())))
+
+
+# ---------------------------------------------------------------- fixtures on disk
+
+def fixture_text(name):
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def fixture_config(name):
+    return json.loads(fixture_text("%s.config.json" % name))
+
+
+# ---------------------------------------------------------------- strategies
+
+IFNAMES = ("eth0", "eth1", "ppp0", "wan0", "eth0.10", "br-lan", "wg_0", "veth1:2")
+_IF_FIRST = string.ascii_letters + string.digits + "_"
+ifnames = st.one_of(
+    st.sampled_from(IFNAMES),
+    st.builds(lambda first, rest: first + rest, st.sampled_from(_IF_FIRST),
+              st.text(_IF_FIRST + ".:-", max_size=model.IFNAME_MAX - 1)))
+
+# No double quote or backslash (the model refuses them). The apostrophe and the C1 control
+# and line separator characters have tests of their own (see test_model.py, test_iptables.py).
+COMMENT_ALPHABET = st.characters(
+    min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\"\\'",
+    blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
+comments = st.one_of(
+    st.none(),
+    st.sampled_from(["web", "office LAN", "büro", "a-b_c.d", "x:y/z", "#1", "$HOME;(x)"]),
+    st.text(COMMENT_ALPHABET, min_size=1, max_size=40).filter(
+        lambda s: len(s.encode("utf-8")) <= model.COMMENT_MAX))
+
+
+def _unicast(addr):
+    return not (addr.is_multicast or addr.is_unspecified or addr.is_loopback
+                or addr.is_link_local or addr == ipaddress.IPv4Address("255.255.255.255"))
+
+
+hosts4 = st.integers(1, 2 ** 32 - 2).map(ipaddress.IPv4Address).filter(_unicast).map(str)
+hosts6 = st.integers(1, 2 ** 128 - 1).map(ipaddress.IPv6Address).filter(_unicast).map(str)
+
+
+def _networks(version, bits):
+    return st.tuples(st.integers(0, 2 ** bits - 1), st.integers(1, bits)).map(
+        lambda t: ipaddress.ip_network((t[0], t[1]), strict=False).with_prefixlen
+        if version == 4 else
+        ipaddress.IPv6Network((t[0], t[1]), strict=False).with_prefixlen)
+
+
+nets4 = _networks(4, 32)
+nets6 = _networks(6, 128)
+NETS = {4: nets4, 6: nets6}
+HOSTS = {4: hosts4, 6: hosts6}
+families = st.sampled_from((4, 6))
+
+
+@st.composite
+def port_specs(draw, allow_range=True):
+    """(port, to_port) as a user writes them: ints or strings, ranges keep their ports."""
+    lo = draw(st.integers(1, 65535))
+    if allow_range and draw(st.booleans()):
+        hi = draw(st.integers(lo, min(65535, lo + 300)))
+        text = "%d-%d" % (lo, hi) if hi != lo else str(lo)
+        to_port = draw(st.sampled_from([None, text]))
+        return text, to_port
+    port = draw(st.sampled_from([lo, str(lo)]))
+    to_port = draw(st.one_of(st.none(), st.just(lo), st.integers(1, 65535)))
+    return port, to_port
+
+
+@st.composite
+def nat_entries(draw, kind):
+    fam = draw(families)
+    entry = {"out_interface": draw(ifnames)}
+    if draw(st.booleans()):
+        entry["source"] = draw(NETS[fam])
+    comment = draw(comments)
+    if comment:
+        entry["comment"] = comment
+    if kind == "snat":
+        lo = draw(HOSTS[fam])
+        if draw(st.booleans()):
+            entry["to_address"] = lo
+        else:
+            hi = draw(HOSTS[fam])
+            a, b = sorted((ipaddress.ip_address(lo), ipaddress.ip_address(hi)))
+            entry["to_address"] = "%s-%s" % (a, b)
+    return entry
+
+
+def _unique(entries, key):
+    seen, out = set(), []
+    for e in entries:
+        k = key(e)
+        if k not in seen:
+            seen.add(k)
+            out.append(e)
+    return out
+
+
+@st.composite
+def port_forward_lists(draw, max_size=6):
+    """Port forwards with unique identities and ports that never overlap."""
+    taken, out = {}, []
+    for _ in range(draw(st.integers(0, max_size))):
+        fam = draw(families)
+        port, to_port = draw(port_specs())
+        proto = draw(st.sampled_from(model.PF_PROTOCOLS))
+        iif = draw(st.sampled_from(IFNAMES[:4]) if draw(st.booleans()) else ifnames)
+        lo, hi = model.parse_ports(port)
+        spans = [taken.setdefault((iif, p), []) for p in
+                 (("tcp", "udp") if proto == "tcp_udp" else (proto,))]
+        if any(not (hi < a or lo > b) for span in spans for a, b in span):
+            continue
+        for span in spans:
+            span.append((lo, hi))
+        entry = {"in_interface": iif, "port": port, "to_address": draw(HOSTS[fam])}
+        if proto != "tcp" or draw(st.booleans()):
+            entry["protocol"] = proto
+        if to_port is not None:
+            entry["to_port"] = to_port
+        if draw(st.booleans()):
+            entry["source"] = draw(NETS[fam])
+        if draw(st.booleans()):
+            entry["hairpin"] = True
+        comment = draw(comments)
+        if comment:
+            entry["comment"] = comment
+        out.append(entry)
+    return out
+
+
+@st.composite
+def forward_entries(draw):
+    fam = draw(st.sampled_from((None, 4, 6)))
+    entry = {}
+    for name in ("in_interface", "out_interface"):
+        if draw(st.booleans()):
+            entry[name] = draw(ifnames)
+    if fam:
+        for name in draw(st.sampled_from([("source",), ("destination",),
+                                          ("source", "destination")])):
+            entry[name] = draw(NETS[fam])
+    protos = [None, "tcp", "udp"] + {None: ["icmp", "icmpv6"], 4: ["icmp"], 6: ["icmpv6"]}[fam]
+    proto = draw(st.sampled_from(protos))
+    if proto:
+        entry["protocol"] = proto
+    if proto in ("tcp", "udp") and draw(st.booleans()):
+        entry["port"] = draw(port_specs())[0]
+    states = draw(st.lists(st.sampled_from(model.CT_STATES), unique=True, max_size=3))
+    if states:
+        entry["ct_state"] = states
+    action = draw(st.sampled_from([None, "accept", "drop", "reject"]))
+    if action:
+        entry["action"] = action
+    comment = draw(comments)
+    if comment:
+        entry["comment"] = comment
+    return entry
+
+
+def _forward_identity(entry):
+    return model.build_config({"forward": [entry]})["forward"][0]._replace(comment=None)
+
+
+helper_entries = st.sampled_from(sorted(model.HELPER_PROTOCOLS)).flatmap(
+    lambda name: st.fixed_dictionaries(
+        {"helper": st.just(name),
+         "port": st.one_of(st.integers(1, 65535).map(str), st.integers(1, 65535))},
+        optional={"protocol": st.sampled_from(model.HELPER_PROTOCOLS[name])}))
+
+
+def _helper_identity(entry):
+    return model.build_config({"helpers": [entry]})["helpers"][0]
+
+
+@st.composite
+def configs(draw, helpers=helper_entries):
+    """A valid ``config`` dict with any subset of the kinds."""
+    config = {}
+    if draw(st.booleans()):
+        config["masquerade"] = _unique(draw(st.lists(nat_entries("masquerade"), max_size=4)),
+                                       lambda e: (model._network("x", "source", e.get("source")),
+                                                  e["out_interface"]))
+    if draw(st.booleans()):
+        config["snat"] = _unique(draw(st.lists(nat_entries("snat"), max_size=4)),
+                                 lambda e: (model._network("x", "source", e.get("source")),
+                                            e["out_interface"]))
+    if draw(st.booleans()):
+        config["port_forwards"] = draw(port_forward_lists())
+    if draw(st.booleans()):
+        config["forward"] = _unique(draw(st.lists(forward_entries(), max_size=6)),
+                                    _forward_identity)
+    if draw(st.booleans()):
+        config["helpers"] = _unique(draw(st.lists(helpers, max_size=3)), _helper_identity)
+    return config
+
+
+# Helpers whose nft rendering is known to break (see test_nft.py): kept out of the
+# general round trip so that it keeps testing everything else.
+SAFE_HELPERS = tuple(h for h in sorted(model.HELPER_PROTOCOLS) if "-" not in h)
+safe_helper_entries = helper_entries.filter(lambda e: e["helper"] in SAFE_HELPERS)
+
+
+# ---------------------------------------------------------------- applying commands, simulated
+#
+# A small model of what ``nft -f`` and ``iptables-restore --noflush`` do with the commands
+# that render_changes returns, on a parsed State. It refuses what the kernel refuses (rules
+# in a chain that does not exist, deleting a missing element or jump, a map element added
+# twice with other data, deleting a chain that is still jumped to or a helper still in use)
+# so that a test can check that the commands take ``have`` to ``want``.
+
+class Refused(Exception):
+    """The kernel would refuse this command."""
+
+
+def _nft_copy(state):
+    return nft.State(state.present, set(state.objects),
+                     dict((c, list(v)) for c, v in state.chains.items()),
+                     dict((n, dict(v)) for n, v in state.elements.items()))
+
+
+def _nft_keys(text):
+    toks = [t.rstrip(",") for t in shlex.split(text)]
+    return [(toks[i], toks[i + 2], toks[i + 4]) for i in range(0, len(toks), 5)]
+
+
+def nft_apply(state, commands):
+    """The State after ``nft -f`` of ``commands`` (one transaction: all or nothing)."""
+    s = _nft_copy(state)
+    prefix = "inet ipmasq "
+    for cmd in commands:
+        verb, _, rest = cmd.partition(" " + prefix)
+        if cmd == "delete table inet ipmasq":
+            if not s.present:
+                raise Refused(cmd)
+            s = _nft_copy(nft.empty_state())
+            continue
+        if cmd == "add table inet ipmasq":
+            s = s._replace(present=True)
+            continue
+        if not s.present:
+            raise Refused("no table: %s" % cmd)
+        name, _, body = rest.partition(" ")
+        if verb in ("add chain", "add map", "add ct helper"):
+            s.objects.add((verb[4:], name))
+        elif verb == "flush chain":
+            if ("chain", name) not in s.objects:
+                raise Refused(cmd)
+            s.chains[name] = []
+        elif verb == "add rule":
+            if ("chain", name) not in s.objects:
+                raise Refused(cmd)
+            rule = nft._text_rule(name, shlex.split(body))
+            if rule.verdict == "map" and ("map", rule.helper) not in s.objects:
+                raise Refused(cmd)
+            if rule.verdict == "helper" and ("ct helper", nft._helper_name(rule)) not in s.objects:
+                raise Refused(cmd)
+            s.chains.setdefault(name, []).append(rule)
+        elif verb == "add element":
+            if ("map", name) not in s.objects:
+                raise Refused(cmd)
+            for key, value in nft._text_elements(body.strip("{} ")).items():
+                if s.elements[name].get(key, value) != value:
+                    raise Refused("element exists with other data: %s" % cmd)
+                s.elements[name][key] = value
+        elif verb == "delete element":
+            for key in _nft_keys(body.strip("{} ")):
+                if key not in s.elements.get(name, {}):
+                    raise Refused(cmd)
+                del s.elements[name][key]
+        elif verb == "delete ct helper":
+            users = [r for r in s.chains.get("helpers", ()) if nft._helper_name(r) == name]
+            if ("ct helper", name) not in s.objects or users:
+                raise Refused(cmd)
+            s.objects.discard(("ct helper", name))
+        else:
+            raise AssertionError("command the simulation does not know: %s" % cmd)
+    return s._replace(objects=frozenset(s.objects))
+
+
+def _ipt_copy(state):
+    return iptables.State(
+        dict((f, dict((c, list(v)) for c, v in chains.items())) for f, chains in state.chains.items()),
+        dict((f, dict(j)) for f, j in state.jumps.items()),
+        dict((f, set(p)) for f, p in state.present.items()))
+
+
+def iptables_apply(state, commands):
+    """The State after each family's part of ``commands`` went through ``*-restore --noflush``."""
+    s = _ipt_copy(state)
+    by_name = dict((v[1], k) for k, v in iptables.CHAINS.items())
+    family, table = 4, None
+    for line in commands:
+        if line.startswith("# ip6tables-restore"):
+            family = 6
+            continue
+        if line.startswith("# iptables-restore"):
+            family = 4
+            continue
+        if line.startswith("*"):
+            table = line[1:]
+            continue
+        if line == "COMMIT":
+            table = None
+            continue
+        assert table is not None, "rule outside a table: %s" % line
+        args = shlex.split(line)
+        if args[0].startswith(":"):  # declaring a chain under --noflush creates or empties it
+            chain = by_name[args[0][1:]]
+            assert iptables.CHAINS[chain][0] == table, line
+            s.present[family].add(chain)
+            s.chains[family][chain] = []
+        elif args[0] == "-A":
+            chain = by_name[args[1]]
+            if chain not in s.present[family]:
+                raise Refused(line)
+            s.chains[family][chain].append(iptables.parse_rule(chain, args[2:]))
+        elif args[0] in ("-I", "-D"):  # jumps from built-in chains only
+            chain = by_name[args[-1]]
+            assert args[-2] == "-j" and iptables.CHAINS[chain][:3:2] == (table, args[1]), line
+            if args[0] == "-I":
+                if chain not in s.present[family]:
+                    raise Refused(line)
+                s.jumps[family][chain] += 1
+            else:
+                if not s.jumps[family][chain]:
+                    raise Refused(line)
+                s.jumps[family][chain] -= 1
+        elif args[0] == "-F":
+            chain = by_name[args[1]]
+            if chain not in s.present[family]:
+                raise Refused(line)
+            s.chains[family][chain] = []
+        elif args[0] == "-X":
+            chain = by_name[args[1]]
+            if chain not in s.present[family] or s.jumps[family][chain] \
+                    or s.chains[family][chain]:
+                raise Refused(line)
+            s.present[family].discard(chain)
+        else:
+            raise AssertionError("line the simulation does not know: %s" % line)
+    return s
+
+
+APPLY = {nft: nft_apply, iptables: iptables_apply}
+
+
+def apply_commands(codec, state, commands):
+    return APPLY[codec](state, commands)

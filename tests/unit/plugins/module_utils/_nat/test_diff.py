@@ -1,0 +1,207 @@
+"""diff.py: the ruleset after each state, its idempotent second run, summary, conntrack filters."""
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff, model, plan
+
+from nat_helpers import (
+    CODECS, apply_commands, configs, read_back, reparse, ruleset_of, safe_helper_entries,
+    want_state)
+
+CHANGING_STATES = ("merged", "replaced", "overridden", "deleted")
+
+M_LAN = {"source": "192.168.10.0/24", "out_interface": "ppp0", "comment": "lan"}
+M_GUEST = {"source": "192.168.20.0/24", "out_interface": "ppp0"}
+M_DMZ = {"source": "192.168.30.0/24", "out_interface": "ppp0"}
+P_WEB = {"in_interface": "ppp0", "port": 8080, "to_address": "192.168.10.5", "to_port": 80}
+P_DNS = {"in_interface": "ppp0", "protocol": "udp", "port": 53, "to_address": "192.168.10.53"}
+P_SSH = {"in_interface": "ppp0", "port": 2222, "to_address": "192.168.10.7", "to_port": 22}
+F_BACK = {"in_interface": "ppp0", "ct_state": ["established", "related"]}
+F_OUT = {"in_interface": "eth1", "out_interface": "ppp0", "comment": "out"}
+F_DROP = {"in_interface": "ppp0", "action": "drop"}
+H_FTP = {"helper": "ftp", "port": 21}
+
+HAVE = {"masquerade": [M_LAN, M_GUEST], "port_forwards": [P_WEB, P_DNS],
+        "forward": [F_BACK, F_OUT, F_DROP], "helpers": [H_FTP]}
+
+
+def _after(state, config, have=HAVE):
+    return diff.after_state(state, ruleset_of(have),
+                            model.build_config(config, partial=state == "deleted"))
+
+
+def _expected(config):
+    return ruleset_of(config)
+
+
+# ---------------------------------------------------------------- after_state, per state
+
+def test_merged_adds_and_updates_by_identity():
+    after = _after("merged", {
+        "masquerade": [dict(M_LAN, comment="office"), M_DMZ],
+        "port_forwards": [dict(P_WEB, to_address="192.168.10.9")],
+        "forward": [{"in_interface": "eth2", "action": "drop"}, dict(F_OUT, comment="renamed")]})
+    assert after == _expected({
+        "masquerade": [dict(M_LAN, comment="office"), M_GUEST, M_DMZ],
+        "port_forwards": [dict(P_WEB, to_address="192.168.10.9"), P_DNS],
+        # an updated forward rule keeps its place; a new one goes to the end
+        "forward": [F_BACK, dict(F_OUT, comment="renamed"), F_DROP,
+                    {"in_interface": "eth2", "action": "drop"}],
+        "helpers": [H_FTP]})
+
+
+def test_merged_with_nothing_new_is_the_same_ruleset():
+    assert _after("merged", {"masquerade": [M_LAN], "forward": [F_DROP]}) == ruleset_of(HAVE)
+
+
+def test_replaced_sets_the_given_kinds_and_leaves_the_others():
+    after = _after("replaced", {"port_forwards": [P_SSH], "helpers": []})
+    assert after == _expected(dict(HAVE, port_forwards=[P_SSH], helpers=[]))
+
+
+def test_overridden_keeps_only_the_config():
+    assert _after("overridden", {"port_forwards": [P_SSH]}) == _expected({"port_forwards": [P_SSH]})
+
+
+def test_deleted_removes_entries_matched_by_identity_only():
+    after = _after("deleted", {
+        "port_forwards": [{"in_interface": "ppp0", "port": 8080}],  # identity is enough
+        "masquerade": [{"source": "192.168.20.0/24", "out_interface": "ppp0", "comment": "x"}],
+        "forward": [dict(F_OUT, comment=None)],  # forward identity ignores the comment
+    })
+    assert after == _expected({"masquerade": [M_LAN], "port_forwards": [P_DNS],
+                               "forward": [F_BACK, F_DROP], "helpers": [H_FTP]})
+
+
+def test_deleted_with_an_unknown_entry_changes_nothing():
+    assert _after("deleted", {"port_forwards": [{"in_interface": "ppp0", "port": 1}]}) \
+        == ruleset_of(HAVE)
+
+
+def test_deleted_with_an_empty_kind_list_clears_that_kind():
+    assert _after("deleted", {"forward": []}) == _expected(dict(HAVE, forward=[]))
+
+
+@pytest.mark.parametrize("config", [None, {}])
+def test_deleted_without_config_clears_everything(config):
+    assert _after("deleted", config) == model.empty_ruleset()
+
+
+@pytest.mark.parametrize("state", ["gathered", "rendered", "parsed", "bogus"])
+def test_after_state_is_only_for_changing_states(state):
+    with pytest.raises(ValueError):
+        diff.after_state(state, ruleset_of(HAVE), {})
+
+
+# ---------------------------------------------------------------- the second run changes nothing
+
+CASES = {
+    "merged": {"masquerade": [M_DMZ], "port_forwards": [dict(P_WEB, to_port=81), P_SSH]},
+    "replaced": {"port_forwards": [P_SSH], "forward": [F_DROP]},
+    "overridden": {"masquerade": [M_DMZ], "helpers": [{"helper": "tftp", "port": 69}]},
+    "deleted": {"port_forwards": [{"in_interface": "ppp0", "protocol": "udp", "port": 53}],
+                "forward": []},
+}
+
+
+def _case_params():
+    for name in sorted(CODECS):
+        for state, config in sorted(CASES.items()):
+            yield pytest.param(name, state, config, id="%s-%s" % (name, state))
+        yield pytest.param(name, "deleted", None, id="%s-deleted-everything" % name)
+        yield pytest.param(name, "overridden", {}, id="%s-overridden-to-nothing" % name)
+
+
+@pytest.mark.parametrize("backend, state, config", list(_case_params()))
+def test_each_state_then_its_idempotent_second_run(backend, state, config):
+    codec = CODECS[backend]
+    have = reparse(codec, want_state(codec, ruleset_of(HAVE)))
+    wanted = model.build_config(config, partial=state == "deleted")
+    before, after, want, commands = plan.plan_change(codec, state, have, wanted)
+    assert before == ruleset_of(HAVE)
+    assert after == diff.after_state(state, before, wanted)
+    assert commands  # every case changes something
+    # the host after loading the whole wanted ruleset, and after applying only the commands
+    for host in (reparse(codec, want), apply_commands(codec, have, commands)):
+        again = plan.plan_change(codec, state, host, wanted)
+        assert again[1] == after
+        assert again[3] == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(configs(helpers=safe_helper_entries), configs(helpers=safe_helper_entries),
+       st.sampled_from(CHANGING_STATES), st.sampled_from(sorted(CODECS)))
+def test_any_state_reaches_its_after_state_and_then_stays(have_config, config, state, backend):
+    codec = CODECS[backend]
+    have = reparse(codec, want_state(codec, ruleset_of(have_config)))
+    wanted = model.build_config(config, partial=state == "deleted")
+    _, after, want, commands = plan.plan_change(codec, state, have, wanted)
+    host = apply_commands(codec, have, commands)
+    assert read_back(codec, host) == (after, [])
+    assert plan.plan_change(codec, state, host, wanted)[3] == []
+
+
+# ---------------------------------------------------------------- summary
+
+def test_summary_counts_by_content():
+    before = ruleset_of(HAVE)
+    after = _after("merged", {"masquerade": [dict(M_LAN, comment="office")], "helpers": []})
+    got = diff.summary(before, after)
+    assert got["masquerade"] == {"added": 1, "removed": 1, "unchanged": 1}
+    assert got["helpers"] == {"added": 0, "removed": 0, "unchanged": 1}
+    assert got["snat"] == {"added": 0, "removed": 0, "unchanged": 0}
+    assert set(got) == set(model.KINDS)
+
+
+# ---------------------------------------------------------------- conntrack filters
+
+def _filters(before, after):
+    return diff.conntrack_filters(ruleset_of(before), ruleset_of(after))
+
+
+def test_unchanged_rules_flush_nothing():
+    assert _filters(HAVE, HAVE) == []
+
+
+def test_added_rules_flush_nothing():
+    assert _filters(HAVE, dict(HAVE, port_forwards=[P_WEB, P_DNS, P_SSH], masquerade=[
+        M_LAN, M_GUEST, M_DMZ])) == []
+
+
+def test_changed_port_forward_flushes_its_protocol_and_port():
+    assert _filters(HAVE, dict(HAVE, port_forwards=[dict(P_WEB, to_address="192.168.10.9"),
+                                                    P_DNS])) == [
+        ["-f", "ipv4", "-p", "tcp", "--orig-port-dst", "8080", "--dst-nat"]]
+
+
+def test_removed_port_forward_flushes_its_protocol_and_port():
+    assert _filters(HAVE, dict(HAVE, port_forwards=[P_WEB])) == [
+        ["-f", "ipv4", "-p", "udp", "--orig-port-dst", "53", "--dst-nat"]]
+
+
+def test_removed_ipv6_range_forward_flushes_each_port_of_both_protocols():
+    pf = {"in_interface": "ppp0", "protocol": "tcp_udp", "port": "5000-5002",
+          "to_address": "fd00::6"}
+    got = _filters({"port_forwards": [pf]}, {})
+    assert got == [["-f", "ipv6", "-p", proto, "--orig-port-dst", str(port), "--dst-nat"]
+                   for proto in ("tcp", "udp") for port in (5000, 5001, 5002)]
+
+
+def test_long_range_flush_is_bounded():
+    pf = {"in_interface": "ppp0", "port": "1000-9000", "to_address": "192.168.10.6"}
+    got = _filters({"port_forwards": [pf]}, {})
+    assert len(got) == diff.CONNTRACK_RANGE_MAX
+    assert got[0][5] == "1000" and got[-1][5] == str(1000 + diff.CONNTRACK_RANGE_MAX - 1)
+
+
+def test_changed_or_removed_source_nat_flushes_its_source_network():
+    got = _filters(dict(HAVE, snat=[{"source": "fd00:20::/64", "out_interface": "eth0",
+                                     "to_address": "2001:db8::1"}]),
+                   dict(HAVE, masquerade=[M_LAN]))
+    assert got == [
+        ["-f", "ipv4", "--src-nat", "-s", "192.168.20.0", "--mask-src", "255.255.255.0"],
+        ["-f", "ipv6", "--src-nat", "-s", "fd00:20::", "--mask-src", "ffff:ffff:ffff:ffff::"]]
+
+
+def test_source_nat_for_any_source_cannot_be_told_apart_and_is_not_flushed():
+    assert _filters({"masquerade": [{"out_interface": "ppp0"}]}, {}) == []

@@ -1,0 +1,415 @@
+"""model.py: validation (every error names entry, field and value), canonical order, dicts."""
+import pytest
+from hypothesis import given, settings
+
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model
+
+from nat_helpers import configs, ruleset_of
+
+PF = {"in_interface": "eth0", "port": 8080, "to_address": "192.168.10.5"}
+FWD = {"in_interface": "ppp0"}
+
+
+def pf(**kw):
+    return {"port_forwards": [dict(PF, **kw)]}
+
+
+def masq(**kw):
+    return {"masquerade": [dict({"out_interface": "ppp0"}, **kw)]}
+
+
+def snat(**kw):
+    return {"snat": [dict({"out_interface": "ppp0", "to_address": "203.0.113.10"}, **kw)]}
+
+
+def fwd(**kw):
+    return {"forward": [dict(FWD, **kw)]}
+
+
+def _error(config, partial=False):
+    with pytest.raises(model.ConfigError) as info:
+        model.build_config(config, partial=partial)
+    return str(info.value)
+
+
+# (config, entry.field, value as the message must show it)
+INVALID = [
+    # networks
+    pytest.param(masq(source="192.168.1.300/24"), "masquerade[0].source", "192.168.1.300/24",
+                 id="cidr-invalid-octet"),
+    pytest.param(masq(source="office-lan"), "masquerade[0].source", "office-lan",
+                 id="cidr-not-an-address"),
+    pytest.param(masq(source="192.168.1.0/33"), "masquerade[0].source", "192.168.1.0/33",
+                 id="cidr-prefix-too-long"),
+    pytest.param(masq(source="192.168.1.1/24"), "masquerade[0].source", "192.168.1.1/24",
+                 id="cidr-host-bits"),
+    pytest.param(fwd(destination="fd00::1/64"), "forward[0].destination", "fd00::1/64",
+                 id="cidr-host-bits-v6"),
+    pytest.param(masq(source="0.0.0.0/0"), "masquerade[0].source", "0.0.0.0/0", id="net-v4-slash0"),
+    pytest.param(fwd(source="::/0"), "forward[0].source", "::/0", id="net-v6-slash0"),
+    pytest.param(pf(source="0.0.0.0/0"), "port_forwards[0].source", "0.0.0.0/0", id="pf-slash0"),
+    # ports
+    pytest.param(pf(port=0), "port_forwards[0].port", "0", id="port-0"),
+    pytest.param(pf(port=65536), "port_forwards[0].port", "65536", id="port-65536"),
+    pytest.param(pf(port=70000), "port_forwards[0].port", "70000", id="port-70000"),
+    pytest.param(pf(port="10-5"), "port_forwards[0].port", "10-5", id="port-reversed"),
+    pytest.param(pf(port="0-10"), "port_forwards[0].port", "0-10", id="port-range-from-0"),
+    pytest.param(pf(port="http"), "port_forwards[0].port", "http", id="port-name"),
+    pytest.param(pf(port=True), "port_forwards[0].port", "True", id="port-bool"),
+    pytest.param(pf(port="1-2-3"), "port_forwards[0].port", "1-2-3", id="port-three-parts"),
+    pytest.param(pf(to_port=0), "port_forwards[0].to_port", "0", id="to-port-0"),
+    pytest.param(pf(port="5000-5010", to_port="6000-6005"), "port_forwards[0].to_port",
+                 "6000-6005", id="to-port-other-length"),
+    pytest.param(pf(port=8080, to_port="80-81"), "port_forwards[0].to_port", "80-81",
+                 id="to-port-range-for-one-port"),
+    pytest.param(pf(port="5000-5010", to_port="6000-6010"), "port_forwards[0].to_port",
+                 "6000-6010", id="to-port-shifted-range"),
+    pytest.param(fwd(protocol="tcp", port=70000), "forward[0].port", "70000", id="fwd-port"),
+    pytest.param({"helpers": [{"helper": "ftp", "port": 0}]}, "helpers[0].port", "0",
+                 id="helper-port"),
+    # interfaces
+    pytest.param(masq(out_interface="a" * 16), "masquerade[0].out_interface", "a" * 16,
+                 id="ifname-16-chars"),
+    pytest.param(pf(in_interface="eth 0"), "port_forwards[0].in_interface", "eth 0",
+                 id="ifname-space"),
+    pytest.param(fwd(in_interface='eth"0'), "forward[0].in_interface", 'eth"0', id="ifname-quote"),
+    pytest.param(fwd(out_interface="eth'0"), "forward[0].out_interface", "eth'0",
+                 id="ifname-apostrophe"),
+    pytest.param(snat(out_interface="eth/0"), "snat[0].out_interface", "eth/0", id="ifname-slash"),
+    pytest.param(masq(out_interface="eth*"), "masquerade[0].out_interface", "eth*",
+                 id="ifname-wildcard"),
+    pytest.param(masq(out_interface="eth+"), "masquerade[0].out_interface", "eth+",
+                 id="ifname-iptables-wildcard"),
+    pytest.param(masq(out_interface=".."), "masquerade[0].out_interface", "..", id="ifname-dotdot"),
+    pytest.param(masq(out_interface=None), "masquerade[0].out_interface", "None",
+                 id="ifname-missing"),
+    pytest.param(pf(in_interface=""), "port_forwards[0].in_interface", "''",
+                 id="ifname-empty-required"),
+    # choices
+    pytest.param(pf(protocol="sctp"), "port_forwards[0].protocol", "sctp", id="pf-protocol"),
+    pytest.param(fwd(protocol="gre"), "forward[0].protocol", "gre", id="fwd-protocol"),
+    pytest.param(fwd(action="masquerade"), "forward[0].action", "masquerade", id="fwd-action"),
+    pytest.param(fwd(ct_state=["established", "bogus"]), "forward[0].ct_state", "bogus",
+                 id="ct-state-unknown"),
+    pytest.param(fwd(ct_state=["new", "new"]), "forward[0].ct_state", "new", id="ct-state-twice"),
+    pytest.param(fwd(ct_state={"new": 1}), "forward[0].ct_state", "new", id="ct-state-not-list"),
+    pytest.param(pf(hairpin="yes"), "port_forwards[0].hairpin", "yes", id="hairpin-not-bool"),
+    # address families
+    pytest.param(snat(source="10.0.0.0/8", to_address="2001:db8::1"), "snat[0].source",
+                 "2001:db8::1", id="snat-v4-source-v6-to"),
+    pytest.param(fwd(source="10.0.0.0/8", destination="2001:db8::/32"), "forward[0].source",
+                 "2001:db8::/32", id="fwd-v4-source-v6-destination"),
+    pytest.param(pf(to_address="192.168.10.5", source="2001:db8::/32"),
+                 "port_forwards[0].to_address", "2001:db8::/32", id="pf-v4-to-v6-source"),
+    pytest.param(snat(to_address="203.0.113.10-2001:db8::1"), "snat[0].to_address",
+                 "203.0.113.10-2001:db8::1", id="snat-range-mixed"),
+    # unicast targets
+    pytest.param(pf(to_address="224.0.0.1"), "port_forwards[0].to_address", "224.0.0.1",
+                 id="to-multicast"),
+    pytest.param(pf(to_address="ff02::1"), "port_forwards[0].to_address", "ff02::1",
+                 id="to-multicast-v6"),
+    pytest.param(pf(to_address="0.0.0.0"), "port_forwards[0].to_address", "0.0.0.0",
+                 id="to-unspecified"),
+    pytest.param(snat(to_address="::"), "snat[0].to_address", "::", id="to-unspecified-v6"),
+    pytest.param(pf(to_address="127.0.0.1"), "port_forwards[0].to_address", "127.0.0.1",
+                 id="to-loopback"),
+    pytest.param(snat(to_address="::1"), "snat[0].to_address", "::1", id="to-loopback-v6"),
+    pytest.param(pf(to_address="169.254.1.1"), "port_forwards[0].to_address", "169.254.1.1",
+                 id="to-link-local"),
+    pytest.param(snat(to_address="255.255.255.255"), "snat[0].to_address", "255.255.255.255",
+                 id="to-broadcast"),
+    pytest.param(pf(to_address="web.example.org"), "port_forwards[0].to_address",
+                 "web.example.org", id="to-not-an-ip"),
+    pytest.param(pf(to_address="192.168.10.0/24"), "port_forwards[0].to_address",
+                 "192.168.10.0/24", id="to-a-network"),
+    pytest.param(snat(to_address="203.0.113.20-203.0.113.10"), "snat[0].to_address",
+                 "203.0.113.20-203.0.113.10", id="snat-reversed-range"),
+    pytest.param(snat(to_address="203.0.113.20-224.0.0.1"), "snat[0].to_address", "224.0.0.1",
+                 id="snat-range-multicast-end"),
+    pytest.param(snat(to_address=None), "snat[0].to_address", "None", id="snat-to-missing"),
+    # comments
+    pytest.param(masq(comment="two\nlines"), "masquerade[0].comment", "two\\nlines",
+                 id="comment-newline"),
+    pytest.param(masq(comment="tab\there"), "masquerade[0].comment", "tab\\there",
+                 id="comment-tab"),
+    pytest.param(pf(comment="nul\x00"), "port_forwards[0].comment", "nul\\x00", id="comment-nul"),
+    pytest.param(fwd(comment="del\x7f"), "forward[0].comment", "del\\x7f", id="comment-del"),
+    pytest.param(snat(comment='say "hi"'), "snat[0].comment", 'say "hi"', id="comment-dquote"),
+    pytest.param(masq(comment="back\\slash"), "masquerade[0].comment", "back", id="comment-bslash"),
+    pytest.param(masq(comment="x" * 129), "masquerade[0].comment", "x" * 129,
+                 id="comment-129-bytes"),
+    pytest.param(masq(comment="é" * 65), "masquerade[0].comment", "é" * 65,
+                 id="comment-130-bytes-65-chars"),
+    pytest.param(masq(comment=42), "masquerade[0].comment", "42", id="comment-not-text"),
+    # helpers
+    pytest.param({"helpers": [{"helper": "http", "port": 80}]}, "helpers[0].helper", "http",
+                 id="helper-unknown"),
+    pytest.param({"helpers": [{"helper": "tftp", "protocol": "tcp", "port": 69}]},
+                 "helpers[0].protocol", "tcp", id="helper-protocol"),
+    pytest.param({"helpers": [{"helper": "ftp"}]}, "helpers[0].port", "None", id="helper-no-port"),
+    # forward ports
+    pytest.param(fwd(port=22), "forward[0].port", "22", id="fwd-port-without-protocol"),
+    pytest.param(fwd(protocol="icmp", port=22), "forward[0].port", "22", id="fwd-port-with-icmp"),
+    pytest.param(fwd(protocol="icmp", source="fd00::/8"), "forward[0].protocol", "icmp",
+                 id="icmp-with-v6-source"),
+    pytest.param(fwd(protocol="icmp", destination="2001:db8::/32"), "forward[0].protocol", "icmp",
+                 id="icmp-with-v6-destination"),
+    pytest.param(fwd(protocol="icmpv6", source="10.0.0.0/8"), "forward[0].protocol", "icmpv6",
+                 id="icmpv6-with-v4-source"),
+]
+
+
+@pytest.mark.parametrize("config, where, value", INVALID)
+def test_invalid_entry_names_entry_field_and_value(config, where, value):
+    message = _error(config)
+    assert message.startswith(where + ":"), message
+    assert value in message, message
+
+
+@pytest.mark.parametrize("config, where, value", [
+    pytest.param({"nat": []}, "config", "nat", id="unknown-kind"),
+    pytest.param({"masquerade": {"out_interface": "ppp0"}}, "config.masquerade", "out_interface",
+                 id="kind-not-a-list"),
+    pytest.param(["masquerade"], "config", "masquerade", id="config-not-a-dict"),
+    pytest.param({"masquerade": ["ppp0"]}, "masquerade[0]", "ppp0", id="entry-not-a-dict"),
+    pytest.param(masq(iface="ppp0"), "masquerade[0]", "iface", id="unknown-field"),
+    pytest.param(pf(dport=80), "port_forwards[0]", "dport", id="unknown-field-pf"),
+    pytest.param({"masquerade": [{"out_interface": "ppp0", "to_address": "203.0.113.1"}]},
+                 "masquerade[0]", "to_address", id="snat-field-on-masquerade"),
+])
+def test_invalid_structure_names_where_and_what(config, where, value):
+    message = _error(config)
+    assert message.startswith(where + ":"), message
+    assert value in message, message
+
+
+def test_unknown_field_lists_the_allowed_ones():
+    assert "allowed: source, out_interface, comment" in _error(masq(iface="ppp0"))
+
+
+def test_unknown_kind_lists_the_kinds():
+    assert "allowed: masquerade, snat, port_forwards, forward, helpers" in _error({"nat": []})
+
+
+def test_error_names_the_index_of_the_bad_entry():
+    config = {"port_forwards": [dict(PF), dict(PF, port=8081), dict(PF, port=8082, to_port=0)]}
+    assert _error(config).startswith("port_forwards[2].to_port:")
+
+
+@pytest.mark.parametrize("config, where, first, fields", [
+    pytest.param({"masquerade": [{"source": "10.0.0.0/8", "out_interface": "ppp0"},
+                                 {"source": "10.0.0.0/8", "out_interface": "ppp0",
+                                  "comment": "again"}]},
+                 "masquerade[1]", "masquerade[0]", "source and out_interface", id="masquerade"),
+    pytest.param({"snat": [{"out_interface": "eth0", "to_address": "203.0.113.1"},
+                           {"out_interface": "eth0", "to_address": "203.0.113.2"}]},
+                 "snat[1]", "snat[0]", "source and out_interface", id="snat-same-source-none"),
+    pytest.param({"port_forwards": [dict(PF), dict(PF, to_address="192.168.10.6")]},
+                 "port_forwards[1]", "port_forwards[0]", "in_interface, protocol and port",
+                 id="port-forward"),
+    pytest.param({"port_forwards": [dict(PF, protocol="tcp_udp"),
+                                    dict(PF, protocol="tcp", to_address="192.168.10.6")]},
+                 "port_forwards[1]", "port_forwards[0]", "in_interface, protocol and port",
+                 id="tcp_udp-vs-tcp"),
+    pytest.param({"port_forwards": [dict(PF, protocol="udp"),
+                                    dict(PF, protocol="tcp_udp")]},
+                 "port_forwards[1]", "port_forwards[0]", "in_interface, protocol and port",
+                 id="udp-vs-tcp_udp"),
+    pytest.param({"port_forwards": [dict(PF, port=8080), dict(PF, port="8080")]},
+                 "port_forwards[1]", "port_forwards[0]", "in_interface, protocol and port",
+                 id="int-vs-str-port"),
+    pytest.param({"forward": [dict(FWD, action="drop"), dict(FWD, action="drop", comment="x")]},
+                 "forward[1]", "forward[0]", "match and action", id="forward-differs-by-comment"),
+    pytest.param({"forward": [dict(FWD, ct_state=["related", "established"]),
+                              dict(FWD, ct_state="established,related")]},
+                 "forward[1]", "forward[0]", "match and action", id="forward-ct-state-order"),
+    pytest.param({"helpers": [{"helper": "ftp", "port": 21}, {"helper": "ftp", "port": "21",
+                                                               "protocol": "tcp"}]},
+                 "helpers[1]", "helpers[0]", "helper, protocol and port", id="helper"),
+])
+def test_duplicate_identity_names_both_entries_and_the_identity(config, where, first, fields):
+    message = _error(config)
+    assert message.startswith(where + ": duplicate of " + first), message
+    assert fields in message, message
+
+
+def test_duplicate_identity_names_the_value():
+    message = _error({"port_forwards": [dict(PF), dict(PF, to_address="192.168.10.6")]})
+    assert "8080" in message and "eth0" in message, message
+
+
+@pytest.mark.parametrize("entries, values", [
+    pytest.param([dict(PF, port="5000-5010"), dict(PF, port=5005)], ("5000-5010", "5005"),
+                 id="port-inside-range"),
+    pytest.param([dict(PF, port="5000-5010"), dict(PF, port="5010-5020")],
+                 ("5000-5010", "5010-5020"), id="ranges-share-an-end"),
+    pytest.param([dict(PF, port="5000-5010", protocol="tcp_udp"),
+                  dict(PF, port="4990-5000", protocol="udp")], ("4990-5000", "5000-5010"),
+                 id="tcp_udp-vs-udp"),
+])
+def test_overlapping_ports_are_refused_with_both_values(entries, values):
+    message = _error({"port_forwards": entries})
+    assert message.startswith("port_forwards"), message
+    assert "overlap" in message and "eth0" in message, message
+    for value in values:
+        assert value in message, message
+
+
+def test_overlapping_ports_error_names_the_entry_and_field():
+    message = _error({"port_forwards": [dict(PF, port="5000-5010"), dict(PF, port=5005)]})
+    assert "port_forwards[1].port" in message, message
+
+
+@pytest.mark.parametrize("entries", [
+    pytest.param([dict(PF, port="5000-5010"), dict(PF, port=5011)], id="adjacent"),
+    pytest.param([dict(PF, port="5000-5010"), dict(PF, port=5005, protocol="udp")],
+                 id="other-protocol"),
+    pytest.param([dict(PF, port="5000-5010"), dict(PF, port=5005, in_interface="eth1")],
+                 id="other-interface"),
+])
+def test_ports_that_do_not_overlap_are_accepted(entries):
+    assert len(model.build_config({"port_forwards": entries})["port_forwards"]) == 2
+
+
+@pytest.mark.parametrize("comment", [
+    pytest.param("next\x85line", id="C1-next-line"),
+    pytest.param("csi\x9b", id="C1-csi"),
+    pytest.param("line\u2028separator", id="line-separator"),
+])
+def test_comment_refuses_every_control_character(comment):
+    assert _error(masq(comment=comment)).startswith("masquerade[0].comment:")
+
+
+def test_interface_with_trailing_newline_is_refused():
+    assert _error(masq(out_interface="eth0\n")).startswith("masquerade[0].out_interface:")
+
+
+# ---------------------------------------------------------------- what valid input becomes
+
+def test_defaults_and_normal_forms():
+    got = model.build_config({
+        "masquerade": [{"source": "192.168.10.0/255.255.255.0", "out_interface": "ppp0"}],
+        "snat": [{"out_interface": "eth0", "to_address": "203.0.113.5-203.0.113.5"}],
+        "port_forwards": [{"in_interface": "eth0", "port": "5000:5010", "to_address": "fd00::0005",
+                           "to_port": "5000-5010"},
+                          {"in_interface": "eth0", "port": 8080, "to_address": "192.168.10.5",
+                           "to_port": 8080}],
+        "forward": [{"ct_state": "related, established"}],
+        "helpers": [{"helper": "tftp", "port": 69}],
+    })
+    assert got["masquerade"] == (model.Masquerade("192.168.10.0/24", "ppp0", None),)
+    assert got["snat"] == (model.Snat(None, "eth0", "203.0.113.5", None),)
+    assert got["port_forwards"] == (
+        model.PortForward("eth0", "tcp", "5000-5010", "fd00::5", None, None, False, None),
+        model.PortForward("eth0", "tcp", "8080", "192.168.10.5", None, None, False, None))
+    assert got["forward"] == (model.Forward(None, None, None, None, None, None,
+                                            ("established", "related"), "accept", None),)
+    assert got["helpers"] == (model.Helper("tftp", "udp", "69"),)
+
+
+def test_ansible_fills_unset_options_with_none():
+    """The argument spec hands every suboption over, unset ones as None."""
+    got = model.build_config({
+        "masquerade": [{"source": None, "out_interface": "ppp0", "comment": None}],
+        "port_forwards": [{"in_interface": "eth0", "protocol": None, "port": 80,
+                           "to_address": "192.168.1.5", "to_port": None, "source": None,
+                           "hairpin": None, "comment": None}],
+        "forward": [{"in_interface": None, "out_interface": None, "source": None,
+                     "destination": None, "protocol": None, "port": None, "ct_state": None,
+                     "action": None, "comment": None}],
+        "snat": None,
+    })
+    assert set(got) == {"masquerade", "port_forwards", "forward"}
+    assert got["port_forwards"][0].protocol == "tcp" and got["port_forwards"][0].hairpin is False
+    assert got["forward"][0].action == "accept"
+
+
+def test_tcp_udp_is_two_entries():
+    got = model.build_config(pf(protocol="tcp_udp"))["port_forwards"]
+    assert [e.protocol for e in got] == ["tcp", "udp"]
+    assert got[0]._replace(protocol="udp") == got[1]
+
+
+def test_partial_entries_for_deleted_need_only_their_identity():
+    got = model.build_config({"port_forwards": [{"in_interface": "eth0", "port": 80}],
+                              "snat": [{"out_interface": "eth0"}]}, partial=True)
+    assert got["port_forwards"][0].to_address is None
+    assert got["snat"][0].to_address is None
+    assert _error({"port_forwards": [{"in_interface": "eth0", "port": 80}]}).startswith(
+        "port_forwards[0].to_address:")
+
+
+def test_none_config_is_no_kinds():
+    assert model.build_config(None) == {}
+    assert model.build_config({}) == {}
+
+
+def test_nat_sources_most_specific_first_any_source_last():
+    got = model.build_config({"masquerade": [
+        {"out_interface": "ppp0"}, {"source": "10.0.0.0/8", "out_interface": "ppp0"},
+        {"source": "10.1.0.0/16", "out_interface": "ppp0"},
+        {"source": "fd00::/64", "out_interface": "ppp0"}]})["masquerade"]
+    assert [e.source for e in got] == ["fd00::/64", "10.1.0.0/16", "10.0.0.0/8", None]
+
+
+def test_forward_keeps_user_order_but_v4_before_v6_within_a_family_run():
+    got = model.build_config({"forward": [
+        {"in_interface": "a", "destination": "fd00::/64"},
+        {"in_interface": "a", "destination": "10.0.0.0/8"},
+        {"in_interface": "b"},
+        {"in_interface": "c", "source": "fd00::/64"},
+        {"in_interface": "d"},
+    ]})["forward"]
+    assert [(e.in_interface, e.source or e.destination) for e in got] == [
+        ("a", "10.0.0.0/8"), ("a", "fd00::/64"), ("b", None), ("c", "fd00::/64"), ("d", None)]
+
+
+@pytest.mark.parametrize("kind, entry, key", [
+    ("masquerade", model.Masquerade("10.0.0.0/8", "ppp0", "c"), ("10.0.0.0/8", "ppp0")),
+    ("snat", model.Snat(None, "eth0", "203.0.113.1", None), (None, "eth0")),
+    ("port_forwards", model.PortForward("eth0", "udp", "53", "10.0.0.5", None, None, True, "x"),
+     ("eth0", "udp", "53")),
+    ("helpers", model.Helper("ftp", "tcp", "21"), model.Helper("ftp", "tcp", "21")),
+    ("forward", model.Forward("a", None, None, None, None, None, None, "drop", "c"),
+     model.Forward("a", None, None, None, None, None, None, "drop", None)),
+])
+def test_identity(kind, entry, key):
+    assert model.identity(kind, entry) == key
+
+
+def test_ruleset_to_dict_folds_tcp_udp_and_prints_ports_as_numbers():
+    ruleset = ruleset_of({"port_forwards": [
+        dict(PF, protocol="tcp_udp", port="5000-5010"), dict(PF, port=8080, to_port="80"),
+        dict(PF, port=53, protocol="udp", to_address="192.168.10.53")],
+        "forward": [{"protocol": "tcp", "port": "22", "ct_state": ["new"]}],
+        "helpers": [{"helper": "ftp", "port": "21"}]})
+    got = model.ruleset_to_dict(ruleset)
+    assert got["port_forwards"] == [
+        {"in_interface": "eth0", "protocol": "tcp_udp", "port": "5000-5010",
+         "to_address": "192.168.10.5"},
+        {"in_interface": "eth0", "protocol": "tcp", "port": 8080, "to_address": "192.168.10.5",
+         "to_port": 80},
+        {"in_interface": "eth0", "protocol": "udp", "port": 53, "to_address": "192.168.10.53"},
+    ]
+    assert got["forward"] == [{"protocol": "tcp", "port": 22, "ct_state": ["new"],
+                               "action": "accept"}]
+    assert got["helpers"] == [{"helper": "ftp", "protocol": "tcp", "port": 21}]
+    assert got["masquerade"] == [] and got["snat"] == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(configs())
+def test_ruleset_to_dict_is_valid_config_for_the_same_ruleset(config):
+    """What gathered/parsed return can be fed back as config unchanged."""
+    ruleset = ruleset_of(config)
+    assert ruleset_of(model.ruleset_to_dict(ruleset)) == ruleset
+
+
+@settings(max_examples=100, deadline=None)
+@given(configs())
+def test_canonical_is_idempotent_and_order_free_for_keyed_kinds(config):
+    built = model.build_config(config)
+    for kind, entries in built.items():
+        assert model.canonical(kind, entries) == entries
+        if kind in model.KEYED_KINDS:
+            assert model.canonical(kind, reversed(entries)) == entries

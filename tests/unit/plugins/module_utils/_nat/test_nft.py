@@ -1,0 +1,332 @@
+"""nft.py: layout, render, parse (nft -j and nft list), and the commands between two States.
+
+The fixtures ``tests/unit/fixtures/<name>.*`` were captured from a real kernel by
+``tests/unit/fixtures/capture.sh`` (in a network namespace) from ``<name>.config.json``.
+"""
+import json
+
+import pytest
+from hypothesis import assume, given, settings
+
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model, nft, rules
+
+from nat_helpers import (
+    Refused, configs, fixture_config, fixture_text, kinds_differ, nft_apply, read_back, reparse,
+    ruleset_of, safe_helper_entries, want_state)
+
+NFT_DUMPS = ("nft.json", "nft.txt", "ruleset.json", "ruleset.txt")
+
+CONFIG = {
+    "masquerade": [{"source": "192.168.10.0/24", "out_interface": "ppp0", "comment": "office"}],
+    "port_forwards": [
+        {"in_interface": "ppp0", "port": 8080, "to_address": "192.168.10.5", "to_port": 80,
+         "comment": "web"},
+        {"in_interface": "ppp0", "protocol": "udp", "port": 53, "to_address": "fd00::53"},
+        {"in_interface": "ppp0", "port": "5000-5010", "to_address": "192.168.10.6"},
+        {"in_interface": "ppp0", "port": 2222, "to_address": "192.168.10.7",
+         "source": "198.51.100.0/24"},
+    ],
+    "forward": [{"in_interface": "ppp0", "ct_state": ["established", "related"]},
+                {"in_interface": "ppp0", "action": "drop"}],
+    "helpers": [{"helper": "ftp", "port": 21}],
+}
+
+
+def _state(config):
+    return want_state(nft, ruleset_of(config))
+
+
+def _has_v6_prefix32(config):
+    """IPv6 networks of length 32 hit a known rendering bug (see test below)."""
+    text = json.dumps(config)
+    return any(":" in word and word.endswith("/32") for word in
+               text.replace('"', " ").replace(",", " ").split())
+
+
+# ---------------------------------------------------------------- layout and render
+
+def test_single_port_forwards_live_in_the_maps():
+    state = _state(CONFIG)
+    assert state.elements == {
+        "fwd4": {("ppp0", "tcp", "8080"): ("192.168.10.5", "80", "web")},
+        "fwd6": {("ppp0", "udp", "53"): ("fd00::53", "53", None)},
+    }
+    # ranges and forwards limited to a source stay rules, ahead of the map lookups
+    assert [r.dport for r in state.chains["prerouting"][:-2]] == ["2222", "5000-5010"]
+    assert state.chains["prerouting"][-2:] == [nft.MAP_RULES["fwd4"], nft.MAP_RULES["fwd6"]]
+    assert ("ct helper", "ftp-tcp-21") in state.objects
+
+
+def test_render_full_is_one_script_that_replaces_only_our_table():
+    text = nft.render_full(_state(CONFIG))
+    lines = text.splitlines()
+    assert lines[:3] == ["table inet ipmasq {}", "delete table inet ipmasq", "table inet ipmasq {"]
+    assert "flush ruleset" not in text
+    assert '\t\telements = { "ppp0" . tcp . 8080 comment "web" : 192.168.10.5 . 80 }' in lines
+    assert '\t\tip saddr 192.168.10.0/24 oifname "ppp0" masquerade comment "office"' in lines
+    assert "\t\tdnat ip to iifname . meta l4proto . th dport map @fwd4" in lines
+    assert '\t\tiifname "ppp0" ip saddr 198.51.100.0/24 tcp dport 2222 dnat ip to ' \
+        "192.168.10.7" in lines
+    assert '\t\ttcp dport 21 ct helper set "ftp-tcp-21"' in lines
+    assert '\tct helper ftp-tcp-21 { type "ftp" protocol tcp; l3proto inet; }' in lines
+
+
+def test_rule_text_spells_rules_like_nft_list():
+    rule = rules.Rule("postrouting", iif="ppp0", iif_neg=True, daddr="fd00::8/128", proto="tcp",
+                      dport="443", ct_dnat=True, verdict="masquerade")
+    assert nft.rule_text(rule) == \
+        'iifname != "ppp0" ip6 daddr fd00::8 tcp dport 443 ct status dnat masquerade'
+    rule = rules.Rule("prerouting", iif="eth0", proto="tcp", dport="80", verdict="dnat",
+                      to_addr="fd00::8", to_port="8080")
+    assert nft.rule_text(rule) == 'iifname "eth0" tcp dport 80 dnat ip6 to [fd00::8]:8080'
+
+
+def test_ipv6_network_of_length_32_keeps_its_prefix():
+    state = _state({"forward": [{"source": "2001:db8::/32", "action": "drop"}]})
+    assert "ip6 saddr 2001:db8::/32 drop" in nft.render_full(state)
+
+
+# ---------------------------------------------------------------- round trip
+
+@settings(max_examples=150, deadline=None)
+@given(configs(helpers=safe_helper_entries))
+def test_round_trip_through_the_text_nft_prints(config):
+    assume(not _has_v6_prefix32(config))
+    ruleset = ruleset_of(config)
+    want = want_state(nft, ruleset)
+    back = reparse(nft, want)
+    got, foreign = read_back(nft, back)
+    assert foreign == []
+    assert got == ruleset, kinds_differ(got, ruleset)
+    if nft.has_rules(want):
+        assert back.objects == want.objects and back.present
+    else:  # nothing to keep: the script removes our table
+        assert not back.present
+    assert nft.render_changes(back, want) == []
+
+
+# ---------------------------------------------------------------- real kernel output
+
+@pytest.mark.parametrize("dump", NFT_DUMPS)
+def test_kernel_dump_reads_back_as_the_model_that_made_it(dump):
+    ruleset = ruleset_of(fixture_config("gateway"))
+    want = want_state(nft, ruleset)
+    state = nft.parse(fixture_text("gateway.%s" % dump))
+    got, foreign = read_back(nft, state)
+    assert foreign == []
+    assert got == ruleset, kinds_differ(got, ruleset)
+    assert state.objects == want.objects
+    assert state.elements == want.elements
+    assert nft.render_changes(state, want) == []
+
+
+def test_kernel_json_and_text_dumps_agree():
+    states = [nft.parse(fixture_text("gateway.%s" % dump)) for dump in NFT_DUMPS]
+    assert all(s == states[0] for s in states[1:])
+
+
+def test_foreign_tables_in_a_ruleset_dump_are_ignored():
+    assert '"foreign"' in fixture_text("gateway.ruleset.json")
+    assert "table ip foreign" in fixture_text("gateway.ruleset.txt")
+    for dump in ("ruleset.json", "ruleset.txt"):
+        state = nft.parse(fixture_text("gateway.%s" % dump))
+        assert all(name != "guard" and name != "post" for _, name in state.objects)
+
+
+@pytest.mark.parametrize("dump", NFT_DUMPS)
+def test_kernel_dump_with_an_apostrophe_in_a_comment(dump):
+    ruleset = ruleset_of(fixture_config("apostrophe"))
+    got, foreign = read_back(nft, nft.parse(fixture_text("apostrophe.%s" % dump)))
+    assert (got, foreign) == (ruleset, [])
+
+
+@pytest.mark.parametrize("dump", NFT_DUMPS)
+def test_kernel_dump_of_an_icmpv6_rule(dump):
+    ruleset = ruleset_of(fixture_config("icmpv6"))
+    state = nft.parse(fixture_text("icmpv6.%s" % dump))
+    assert read_back(nft, state) == (ruleset, [])
+    assert nft.render_changes(state, want_state(nft, ruleset)) == []
+
+
+# ---------------------------------------------------------------- helpers
+
+# The names nf_conntrack registers (nf_conntrack_<x>.c), by protocol: ``nft add ct helper``
+# and ``-j CT --helper`` take these and nothing else.
+KERNEL_HELPERS = {
+    "tcp": {"ftp", "irc", "pptp", "sane", "sip", "Q.931"},
+    "udp": {"amanda", "netbios-ns", "sip", "snmp", "tftp", "RAS"},
+}
+
+
+def _helper_params():
+    for name in sorted(model.HELPER_PROTOCOLS):
+        for proto in model.HELPER_PROTOCOLS[name]:
+            marks = []
+            if name == "h323":
+                marks.append(pytest.mark.xfail(strict=True, reason=(
+                    "the kernel has no helper called h323 (nf_conntrack_h323 registers "
+                    "'Q.931' on tcp and 'RAS' on udp): nft answers 'No such file or directory'")))
+            yield pytest.param(name, proto, id="%s-%s" % (name, proto), marks=marks)
+
+
+@pytest.mark.parametrize("name, proto", list(_helper_params()))
+def test_each_helper_is_declared_with_its_kernel_name_and_reads_back(name, proto):
+    ruleset = ruleset_of({"helpers": [{"helper": name, "protocol": proto, "port": 1000}]})
+    state = want_state(nft, ruleset)
+    declared = [line for line in nft.render_full(state).splitlines() if "ct helper" in line
+                and "{" in line]
+    assert declared == ['\tct helper %s-%s-1000 { type "%s" protocol %s; l3proto inet; }'
+                        % (name, proto, name, proto)]
+    assert name in KERNEL_HELPERS[proto]
+    assert read_back(nft, reparse(nft, state)) == (ruleset, [])
+
+
+# ---------------------------------------------------------------- parse details
+
+def test_statements_we_do_not_write_are_kept_as_unknown_rules():
+    text = nft.render_full(_state(CONFIG)).replace(
+        '\t\tiifname "ppp0" drop\n',
+        '\t\tiifname "ppp0" drop\n\t\tip saddr 10.9.9.9 log prefix "x" accept\n')
+    state = nft.parse(text)
+    unknown = [r for r in state.chains["forward"] if r.verdict == "unknown"]
+    assert [r.comment for r in unknown] == ['ip saddr 10.9.9.9 log prefix "x" accept']
+    _, foreign = read_back(nft, state)
+    assert foreign == unknown
+
+
+def test_counters_are_ignored():
+    text = nft.render_full(_state(CONFIG)).replace(
+        '\t\tiifname "ppp0" drop\n', '\t\tiifname "ppp0" counter packets 3 bytes 180 drop\n')
+    assert nft.parse(text) == reparse(nft, _state(CONFIG))
+
+
+def test_a_missing_table_parses_as_absent():
+    assert nft.parse("") == nft.empty_state()
+    assert nft.parse('{"nftables": [{"metainfo": {"version": "1.0.6"}}]}') == nft.empty_state()
+    assert not nft.parse("table ip other {\n\tchain c {\n\t}\n}\n").present
+
+
+@pytest.mark.parametrize("text", ["{", '{"tables": []}', "[1, 2]"])
+def test_json_that_is_not_nft_output_raises_parse_error(text):
+    with pytest.raises(rules.ParseError):
+        nft.parse_json(text)
+
+
+# ---------------------------------------------------------------- changes and drift repair
+
+def test_render_changes_from_nothing_creates_objects_then_rules():
+    cmds = nft.render_changes(nft.empty_state(), _state(CONFIG))
+    assert cmds[0] == "add table inet ipmasq"
+    first_rule = min(i for i, c in enumerate(cmds) if c.startswith(("add rule", "add element")))
+    assert all(c.startswith("add ") and " rule " not in c for c in cmds[:first_rule])
+    assert not any(c.startswith(("flush", "delete")) for c in cmds)
+    assert nft_apply(nft.empty_state(), cmds) == reparse(nft, _state(CONFIG))
+
+
+def test_a_new_single_port_forward_is_one_map_element():
+    have = reparse(nft, _state(CONFIG))
+    config = dict(CONFIG, port_forwards=CONFIG["port_forwards"] + [
+        {"in_interface": "ppp0", "port": 2223, "to_address": "192.168.10.8", "to_port": 22}])
+    assert nft.render_changes(have, _state(config)) == [
+        'add element inet ipmasq fwd4 { "ppp0" . tcp . 2223 : 192.168.10.8 . 22 }']
+
+
+def test_a_changed_map_element_is_deleted_then_added():
+    have = reparse(nft, _state(CONFIG))
+    config = dict(CONFIG, port_forwards=[dict(CONFIG["port_forwards"][0], to_address="192.168.10.9")]
+                  + CONFIG["port_forwards"][1:])
+    cmds = nft.render_changes(have, _state(config))
+    assert cmds == [
+        'delete element inet ipmasq fwd4 { "ppp0" . tcp . 8080 }',
+        'add element inet ipmasq fwd4 { "ppp0" . tcp . 8080 comment "web" : 192.168.10.9 . 80 }']
+    assert nft.render_changes(nft_apply(have, cmds), _state(config)) == []
+
+
+def test_drift_extra_rule_in_our_chain_rewrites_only_that_chain():
+    want = _state(CONFIG)
+    have = nft.parse(nft.render_full(want).replace(
+        '\t\tiifname "ppp0" drop\n', '\t\tiifname "ppp0" drop\n\t\ttcp dport 22 accept\n'))
+    cmds = nft.render_changes(have, want)
+    assert cmds[0] == "flush chain inet ipmasq forward"
+    assert all(c.startswith("add rule inet ipmasq forward ") for c in cmds[1:])
+    assert len(cmds) == 1 + len(want.chains["forward"])
+    assert nft.render_changes(nft_apply(have, cmds), want) == []
+    assert nft.render_changes(reparse(nft, want), want) == []
+
+
+def test_drift_unknown_rule_in_our_chain_is_removed():
+    want = _state(CONFIG)
+    have = nft.parse(nft.render_full(want).replace(
+        "\t\tdnat ip to iifname", '\t\tmeta mark 0x1 counter\n\t\tdnat ip to iifname', 1))
+    cmds = nft.render_changes(have, want)
+    assert cmds[0] == "flush chain inet ipmasq prerouting"
+    assert {c.split()[4] for c in cmds[1:]} == {"prerouting"}
+    assert nft.render_changes(nft_apply(have, cmds), want) == []
+
+
+def test_drift_missing_map_element_is_added_back_alone():
+    want = _state(CONFIG)
+    have = reparse(nft, want)
+    del have.elements["fwd6"][("ppp0", "udp", "53")]
+    cmds = nft.render_changes(have, want)
+    assert cmds == ['add element inet ipmasq fwd6 { "ppp0" . udp . 53 : fd00::53 . 53 }']
+    assert nft.render_changes(nft_apply(have, cmds), want) == []
+
+
+def test_drift_extra_map_element_is_deleted_alone():
+    want = _state(CONFIG)
+    have = reparse(nft, want)
+    have.elements["fwd4"][("eth9", "tcp", "1")] = ("10.0.0.1", "1", None)
+    assert nft.render_changes(have, want) == ['delete element inet ipmasq fwd4 { "eth9" . tcp . 1 }']
+
+
+def test_drift_missing_chain_is_created_and_filled():
+    want = _state(CONFIG)
+    have = reparse(nft, want)
+    have = have._replace(objects=have.objects - {("chain", "helpers")},
+                         chains=dict(have.chains, helpers=[]))
+    cmds = nft.render_changes(have, want)
+    assert cmds == [
+        "add chain inet ipmasq helpers { type filter hook prerouting priority filter; "
+        "policy accept; }",
+        'add rule inet ipmasq helpers tcp dport 21 ct helper set "ftp-tcp-21"']
+    assert nft.render_changes(nft_apply(have, cmds), want) == []
+
+
+def test_a_removed_helper_is_deleted_after_its_rules():
+    have = reparse(nft, _state(CONFIG))
+    want = _state(dict(CONFIG, helpers=[]))
+    cmds = nft.render_changes(have, want)
+    assert cmds == ["flush chain inet ipmasq helpers", "delete ct helper inet ipmasq ftp-tcp-21"]
+    assert nft.render_changes(nft_apply(have, cmds), want) == []
+
+
+@pytest.mark.parametrize("have_config", [CONFIG, None], ids=["from-rules", "from-nothing"])
+def test_an_empty_ruleset_deletes_our_table(have_config):
+    have = reparse(nft, _state(have_config)) if have_config else nft.empty_state()
+    expected = ["delete table inet ipmasq"] if have_config else []
+    assert nft.render_changes(have, _state({})) == expected
+
+
+def test_render_changes_does_not_touch_other_tables_or_the_ruleset():
+    have = nft.parse(fixture_text("gateway.ruleset.json"))
+    cmds = nft.render_changes(have, _state(CONFIG))
+    assert cmds and all(" inet ipmasq" in c for c in cmds)
+    assert not any("ruleset" in c for c in cmds)
+
+
+@settings(max_examples=100, deadline=None)
+@given(configs(helpers=safe_helper_entries), configs(helpers=safe_helper_entries))
+def test_render_changes_takes_any_ruleset_to_any_other(have_config, want_config):
+    assume(not _has_v6_prefix32(have_config) and not _has_v6_prefix32(want_config))
+    have = reparse(nft, _state(have_config))
+    want = _state(want_config)
+    cmds = nft.render_changes(have, want)
+    try:
+        after = nft_apply(have, cmds)
+    except Refused as exc:
+        raise AssertionError("nft would refuse %s in %r" % (exc, cmds))
+    assert read_back(nft, after) == (ruleset_of(want_config), [])
+    assert nft.render_changes(after, want) == []
+    if have_config == want_config:
+        assert cmds == []
