@@ -1,0 +1,568 @@
+#!/usr/bin/env python3
+"""Benchmarks of ipmasq.gateway.nat_rules against a loop of ansible.builtin.iptables tasks
+and against the kernel tools alone.
+
+    make bench              # full run, about 10-15 minutes on 2 cores
+    make bench QUICK=1      # under 3 minutes: fewer rules for the builtin loop, fewer repeats
+
+Needs root, nft, iptables, conntrack and iproute2. Everything that touches rules runs in
+network namespaces this script creates (``lab.py``) and deletes in ``finally``; traffic
+flows only between them. Each figure is the median of several runs, and figures that
+are compared are measured in the same run, round-robin, so a busy machine slows all of
+them alike. Writes benchmarks/results.json, docs/benchmarks.md and docs/benchmarks.png.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORK = HERE / ".work"
+sys.path.insert(0, str(HERE))
+
+# pylint: disable=wrong-import-position
+import lab  # noqa: E402
+import report  # noqa: E402
+
+BACKENDS = {"nftables": "nft", "iptables": "iptables"}
+TARGET_PORT = 7000  # the LAN server's port behind the measured forward
+PLAYBOOK_TIMEOUT = 1200
+
+MODES = {
+    "full": {
+        "repeats": 5, "builtin_rules": 200, "builtin_repeats": 3,
+        "nat_counts": (200, 1000, 10000), "big_backends": ("nftables", "iptables"),
+        "conn": [("nftables", 10), ("nftables", 10000), ("iptables", 10), ("iptables", 10000)],
+        "conn_seconds": 3.0, "conn_count": 30000, "conn_repeats": 5,
+        "diff_repeats": 3, "profile": True, "fleet": True,
+    },
+    "quick": {
+        "repeats": 3, "builtin_rules": 50, "builtin_repeats": 2,
+        "nat_counts": (200, 10000), "big_backends": ("nftables",),
+        "conn": [("nftables", 10), ("nftables", 10000), ("iptables", 10)],
+        "conn_seconds": 1.0, "conn_count": 10000, "conn_repeats": 3,
+        "diff_repeats": 3, "profile": False, "fleet": False,
+    },
+}
+
+PLAYBOOKS = {
+    "floor.yml": """\
+- name: Floor - one trivial task
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Ping
+      ansible.builtin.ping:
+""",
+    "nat_rules.yml": """\
+- name: Port forwards with ipmasq.gateway.nat_rules, one task
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Apply the forwards
+      ipmasq.gateway.nat_rules:
+        backend: "{{ bench_backend }}"
+        state: replaced
+        persist: false
+        config: "{{ bench_config }}"
+""",
+    "builtin.yml": """\
+- name: Port forwards with ansible.builtin.iptables, one task run per rule
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Apply the forwards
+      ansible.builtin.iptables:
+        table: nat
+        chain: PREROUTING
+        in_interface: "{{ item.in_interface }}"
+        protocol: "{{ item.protocol }}"
+        destination_port: "{{ item.port }}"
+        jump: DNAT
+        to_destination: "{{ item.to_address }}:{{ item.to_port }}"
+      loop: "{{ bench_config.port_forwards }}"
+""",
+    "render.yml": """\
+- name: Render the benchmark rulesets with nat_rules state=rendered
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Render each ruleset
+      ipmasq.gateway.nat_rules:
+        state: rendered
+        backend: "{{ item.backend }}"
+        config: "{{ (lookup('ansible.builtin.file', item.vars) | from_json).bench_config }}"
+      loop: "{{ bench_renders }}"
+      loop_control:
+        label: "{{ item.dest }}"
+      register: bench_rendered
+    - name: Write each script
+      ansible.builtin.copy:
+        content: "{{ item.rendered | join('\\n') }}\\n"
+        dest: "{{ item.item.dest }}"
+        mode: "0644"
+      loop: "{{ bench_rendered.results }}"
+      loop_control:
+        label: "{{ item.item.dest }}"
+""",
+}
+
+
+def label(count):
+    return "%dk" % (count // 1000) if count >= 1000 and count % 1000 == 0 else str(count)
+
+
+def forwards(count):
+    """``count`` TCP forwards on wan0; the last (highest port, so last in an iptables
+    chain) leads to the LAN server, the others to other LAN hosts."""
+    out = [{"in_interface": "wan0", "protocol": "tcp", "port": 10000 + i,
+            "to_address": "172.30.77.%d" % (100 + i % 100), "to_port": 8000 + i % 1000}
+           for i in range(count - 1)]
+    out.append({"in_interface": "wan0", "protocol": "tcp", "port": 10000 + count - 1,
+                "to_address": lab.LAN_SERVER, "to_port": TARGET_PORT})
+    return out
+
+
+def target_port(count):
+    return 10000 + count - 1
+
+
+class Bench:
+    def __init__(self, mode):
+        self.mode = mode
+        self.cfg = MODES[mode]
+        self.labs = lab.Labs()
+        self.samples = {}
+        self.results = {}
+        self.extra = {}
+        self.python = sys.executable
+        self.ansible_playbook = str(Path(sys.executable).parent / "ansible-playbook")
+        if not os.path.exists(self.ansible_playbook):
+            self.ansible_playbook = shutil.which("ansible-playbook") or "ansible-playbook"
+        self.env = dict(os.environ)
+        self.env["PATH"] = "%s:%s" % (Path(sys.executable).parent, self.env.get("PATH", ""))
+        self.env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(collections_path()))
+        self.env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0",
+                        ANSIBLE_FORCE_COLOR="0")
+        self.module_env = dict(self.env, PYTHONPATH=self.env["ANSIBLE_COLLECTIONS_PATH"])
+
+    # ------------------------------------------------------------ plumbing
+    def vars_file(self, count):
+        return WORK / ("pf_%d.json" % count)
+
+    def rendered(self, backend, count):
+        return WORK / ("rendered_%s_%d.txt" % (backend, count))
+
+    def playbook(self, ns, name, vars_file=None, extra=None, expect_changed=None):
+        argv = [self.ansible_playbook, "-i", "localhost,", "-c", "local",
+                "-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
+        for key, value in (extra or {}).items():
+            argv += ["-e", "%s=%s" % (key, value)]
+        if vars_file:
+            argv += ["-e", "@%s" % vars_file]
+        argv.append(str(WORK / name))
+        start = time.perf_counter()
+        proc = subprocess.run(ns.argv(*argv), cwd=WORK, env=self.env, capture_output=True,
+                              text=True, timeout=PLAYBOOK_TIMEOUT, check=False)
+        seconds = time.perf_counter() - start
+        recap = re.search(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+                          proc.stdout)
+        if proc.returncode != 0 or not recap or recap.group(4) != "0":
+            raise lab.CommandError("%s failed (rc=%s):\n%s\n%s" % (
+                name, proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
+        changed = int(recap.group(2)) > 0
+        if expect_changed is not None and changed != expect_changed:
+            raise lab.CommandError("%s: expected changed=%s, got %s:\n%s" % (
+                name, expect_changed, changed, proc.stdout[-3000:]))
+        return seconds
+
+    def add(self, key, value):
+        self.samples.setdefault(key, []).append(value)
+
+    @staticmethod
+    def say(text):
+        print(text, flush=True)
+
+    # ------------------------------------------------------------ preparation
+    def prepare(self):
+        WORK.mkdir(exist_ok=True)
+        for name, text in PLAYBOOKS.items():
+            (WORK / name).write_text(text)
+        counts = {10, 200, self.cfg["builtin_rules"]} | set(self.cfg["nat_counts"])
+        for count in sorted(counts):
+            self.vars_file(count).write_text(json.dumps(
+                {"bench_config": {"port_forwards": forwards(count)}}))
+        renders = [{"backend": b, "vars": str(self.vars_file(n)), "dest": str(self.rendered(b, n))}
+                   for b in BACKENDS for n in (10, 200, 10000)
+                   if n < 10000 or b in self.cfg["big_backends"]]
+        for old in WORK.glob("rendered_*"):
+            old.unlink()
+        (WORK / "renders.json").write_text(json.dumps({"bench_renders": renders}))
+        ns = self.labs.namespace("render")
+        try:
+            # Also the warm-up: the first run compiles and caches what later runs reuse.
+            seconds = self.playbook(ns, "render.yml", WORK / "renders.json")
+        finally:
+            self.labs.delete(ns)
+        self.say("rendered %d scripts with state=rendered in %.2f s (not a figure)"
+                 % (len(renders), seconds))
+        for count in (10, 10000):
+            path = self.rendered("iptables", count)
+            if path.exists():
+                last = [x for x in path.read_text().splitlines()
+                        if x.startswith("-A IPMASQ-PREROUTING")][-1]
+                if "--dport %d " % target_port(count) not in last:
+                    raise lab.CommandError("the measured forward is not last in %s" % path)
+
+    # ------------------------------------------------------------ counting rules
+    @staticmethod
+    def count_nft_elements(ns):
+        data = json.loads(ns.run("nft", "-j", "list", "map", "inet", "ipmasq", "fwd4").stdout)
+        return sum(len(x["map"].get("elem", ())) for x in data["nftables"] if "map" in x)
+
+    @staticmethod
+    def count_iptables(ns, chain):
+        out = ns.run("iptables-save", "-t", "nat").stdout
+        return sum(1 for line in out.splitlines() if line.startswith("-A %s " % chain))
+
+    def check_count(self, ns, backend, count, chain="IPMASQ-PREROUTING"):
+        got = self.count_nft_elements(ns) if backend == "nftables" \
+            else self.count_iptables(ns, chain)
+        if got != count:
+            raise lab.CommandError("expected %d forwards in %s, found %d" % (count, ns, got))
+
+    # ------------------------------------------------------------ jobs (one sample each)
+    def job_floor(self, first):
+        ns = self.labs.namespace("gw")
+        try:
+            seconds = self.playbook(ns, "floor.yml")
+        finally:
+            self.labs.delete(ns)
+        self.add("floor_s", seconds)
+        return "floor %.3f s" % seconds
+
+    def job_floor_vars(self, first):
+        """The floor plus loading the 10,000-forward vars file (nothing uses it)."""
+        ns = self.labs.namespace("gw")
+        try:
+            seconds = self.playbook(ns, "floor.yml", self.vars_file(10000))
+        finally:
+            self.labs.delete(ns)
+        self.add("floor_10k_vars_s", seconds)
+        return "floor with the 10k vars file loaded %.3f s" % seconds
+
+    def job_nat_rules(self, backend, count, first):
+        ns = self.labs.namespace("gw")
+        extra = {"bench_backend": backend}
+        try:
+            apply_s = self.playbook(ns, "nat_rules.yml", self.vars_file(count), extra, True)
+            if first:
+                self.check_count(ns, backend, count)
+            rerun_s = self.playbook(ns, "nat_rules.yml", self.vars_file(count), extra, False)
+        finally:
+            self.labs.delete(ns)
+        short = BACKENDS[backend]
+        self.add("nat_rules_%s_s_%s" % (label(count), short), apply_s)
+        self.add("nat_rules_%s_rerun_s_%s" % (label(count), short), rerun_s)
+        return "nat_rules %s %s: apply %.3f s, re-run %.3f s" % (label(count), short, apply_s,
+                                                                 rerun_s)
+
+    def job_builtin(self, count, first):
+        ns = self.labs.namespace("gw")
+        try:
+            apply_s = self.playbook(ns, "builtin.yml", self.vars_file(count), None, True)
+            if first:
+                self.check_count(ns, "iptables", count, chain="PREROUTING")
+            rerun_s = self.playbook(ns, "builtin.yml", self.vars_file(count), None, False)
+        finally:
+            self.labs.delete(ns)
+        self.add("builtin_loop_%d_s" % count, apply_s)
+        self.add("builtin_loop_%d_rerun_s" % count, rerun_s)
+        return "builtin loop %d: apply %.2f s, re-run %.2f s" % (count, apply_s, rerun_s)
+
+    def job_raw(self, backend, count, first):
+        ns = self.labs.namespace("gw")
+        try:
+            out = ns.run(self.python, HERE / "kernel_apply.py", backend,
+                         self.rendered(backend, count)).stdout
+            if first:
+                self.check_count(ns, backend, count)
+        finally:
+            self.labs.delete(ns)
+        seconds = float(out.strip())
+        short = BACKENDS[backend]
+        self.add("raw_%s_s_%s" % (label(count), short), seconds)
+        return "raw %s %s: %.4f s" % (short, label(count), seconds)
+
+    def ansible_jobs(self):
+        """(name, repeats, callable(first)) in the order each round runs them."""
+        cfg, reps = self.cfg, self.cfg["repeats"]
+        jobs = [("floor", reps, self.job_floor)]
+        for count in cfg["nat_counts"]:
+            for backend in BACKENDS:
+                if count > 1000 and backend not in cfg["big_backends"]:
+                    continue
+                jobs.append(("nat_rules", reps if count <= 1000 else 3,
+                             lambda first, b=backend, n=count: self.job_nat_rules(b, n, first)))
+        if cfg["profile"]:
+            jobs.append(("floor_vars", 3, self.job_floor_vars))
+        jobs.append(("builtin", cfg["builtin_repeats"],
+                     lambda first: self.job_builtin(cfg["builtin_rules"], first)))
+        for backend in BACKENDS:
+            for count in (200, 10000):
+                if self.rendered(backend, count).exists():
+                    jobs.append(("raw", reps, lambda first, b=backend, n=count:
+                                 self.job_raw(b, n, first)))
+        return jobs
+
+    def run_rounds(self, jobs):
+        rounds = max(r for _name, r, _fn in jobs)
+        for index in range(rounds):
+            for _name, repeats, fn in jobs:
+                if index < repeats:
+                    self.say("  [round %d/%d] %s" % (index + 1, rounds, fn(index == 0)))
+
+    # ------------------------------------------------------------ pure planning
+    def diff_100k(self):
+        argv = [self.python, HERE / "plan_bench.py", "--rules", "100000", "--changed", "0.01",
+                "--repeats", str(self.cfg["diff_repeats"])]
+        if self.cfg["profile"]:
+            argv += ["--profile", "15"]
+        out = lab.run(argv, env=self.module_env, timeout=600).stdout
+        data = json.loads(out)
+        self.samples["diff_100k_s"] = data["plan_change_samples"]
+        self.extra["diff_100k"] = data
+        self.say("diff_100k_s %.3f s (plan_change of 100,000 forwards, 1%% changed; samples %s)"
+                 % (data["plan_change_s"], data["plan_change_samples"]))
+        self.say("  around it, not timed as the figure: build_config %.2f s, layout %.2f s, "
+                 "render_full %.2f s, parse %.2f s; phases %s" % (
+                     data["build_config_s"], data["layout_s"], data["render_full_s"],
+                     data["parse_s"], data.get("phases_s")))
+
+    # ------------------------------------------------------------ connection rate
+    def conn_lab(self, backend, count):
+        cli, gw, lan = self.labs.forwarding_lab()
+        self.labs.spawn(lan, [self.python, HERE / "loadgen.py", "server", "--port",
+                              TARGET_PORT], lifetime=900)
+        lab.run(gw.argv(self.python, HERE / "kernel_apply.py", backend,
+                        self.rendered(backend, count)))
+        self.check_count(gw, backend, count)
+        for _ in range(50):  # wait for the server; the probe also proves the forward works
+            probe = self.client(cli, count, 5, 2.0)
+            if probe["connections"] == 5:
+                break
+            time.sleep(0.1)
+        else:
+            raise lab.CommandError("no connection through the %s forward (%d forwards): %s"
+                                   % (backend, count, probe))
+        return cli, gw, lan
+
+    def client(self, cli, count, connections, seconds):
+        out = cli.run(self.python, HERE / "loadgen.py", "client", lab.GW_WAN, target_port(count),
+                      "--count", connections, "--seconds", seconds, "--timeout", 1,
+                      timeout=seconds + 60).stdout
+        return json.loads(out)
+
+    def conn_rates(self):
+        cfg = self.cfg
+        labs = {}
+        try:
+            for backend, count in cfg["conn"]:
+                labs[(backend, count)] = self.conn_lab(backend, count)
+            for index in range(cfg["conn_repeats"]):
+                for (backend, count), (cli, gw, _lan) in labs.items():
+                    gw.run("conntrack", "-F", check=False)
+                    got = self.client(cli, count, cfg["conn_count"], cfg["conn_seconds"])
+                    key = "conn_rate_%s_fwd_%s" % (label(count), BACKENDS[backend])
+                    self.add(key, got["rate"])
+                    self.say("  [round %d/%d] %s: %.0f conn/s (%d in %.2f s, %d errors)" % (
+                        index + 1, cfg["conn_repeats"], key, got["rate"], got["connections"],
+                        got["seconds"], got["errors"]))
+        finally:
+            for trio in labs.values():
+                for ns in trio:
+                    self.labs.delete(ns)
+            self.labs.close()  # also stops the servers
+
+    # ------------------------------------------------------------ module profile
+    def module_profile(self):
+        """nat_rules main() in-process at 10k forwards: plain time, then phases."""
+        out = {}
+        for backend in self.cfg["big_backends"]:
+            config = json.loads(self.vars_file(10000).read_text())["bench_config"]
+            args = WORK / ("module_args_%s.json" % backend)
+            args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
+                "backend": backend, "state": "replaced", "persist": False, "config": config}}))
+            for profiled in (False, True):
+                ns = self.labs.namespace("prof")
+                try:
+                    for step in ("apply", "rerun"):
+                        argv = [self.python, HERE / "profile_module.py", args, "--top", "12"]
+                        if not profiled:
+                            argv.append("--plain")
+                        data = json.loads(lab.run(ns.argv(*argv), env=self.module_env,
+                                                  timeout=600).stdout)
+                        if data["failed"] or data["changed"] != (step == "apply"):
+                            raise lab.CommandError("module run %s %s: %s" % (backend, step, data))
+                        name = "%s_%s" % (BACKENDS[backend], step)
+                        if profiled:
+                            out[name]["profile"] = data
+                        else:
+                            out[name] = {"seconds": data["seconds"],
+                                         "result_bytes": data["result_bytes"],
+                                         "result_key_bytes": data["result_key_bytes"]}
+                finally:
+                    self.labs.delete(ns)
+            for step in ("apply", "rerun"):
+                name = "%s_%s" % (BACKENDS[backend], step)
+                prof = out[name]["profile"]
+                self.say("module alone, 10k %s %s: %.2f s (profiled %.2f s: %s)" % (
+                    BACKENDS[backend], step, out[name]["seconds"], prof["seconds"],
+                    ", ".join("%s %.2f" % kv for kv in prof["phases_s"].items())))
+        self.extra["module_profile_10k"] = out
+
+    # ------------------------------------------------------------ fleet
+    def fleet(self):
+        if not self.cfg["fleet"]:
+            return None, "not measured in --quick mode"
+        return None, report.FLEET_NOTE
+
+    # ------------------------------------------------------------ summary
+    def finish(self):
+        res = self.results
+        for key, values in self.samples.items():
+            res[key] = statistics.median(values)
+        builtin_n = self.cfg["builtin_rules"]
+        if builtin_n != 200:
+            factor = 200 / builtin_n
+            res["builtin_loop_%d_s" % builtin_n] = statistics.median(
+                self.samples["builtin_loop_%d_s" % builtin_n])
+            res["builtin_loop_200_s"] = res["builtin_loop_%d_s" % builtin_n] * factor
+            res["builtin_loop_200_rerun_s"] = res["builtin_loop_%d_rerun_s" % builtin_n] * factor
+            self.extra["builtin_extrapolated"] = "measured with %d rules, times %g" % (
+                builtin_n, factor)
+        for alias, key in (("raw_200_s", "raw_200_s_nft"), ("nat_rules_10k_s", "nat_rules_10k_s_nft"),
+                           ("nat_rules_10k_rerun_s", "nat_rules_10k_rerun_s_nft")):
+            if key in res:
+                res[alias] = res[key]
+        res["speedup_vs_builtin_200"] = res["builtin_loop_200_s"] / res["nat_rules_200_s_nft"]
+        res["speedup_vs_builtin_200_rerun"] = (res["builtin_loop_200_rerun_s"]
+                                               / res["nat_rules_200_rerun_s_nft"])
+
+
+def collections_path():
+    root = REPO / ".build" / "collections"
+    link = root / "ansible_collections" / "ipmasq" / "gateway"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("../../../.."))
+    return root
+
+
+def ensure_matplotlib():
+    """The plot needs matplotlib, which the collection and its tests do not: rather than
+    add it to requirements.txt for everyone, install the pinned set from
+    benchmarks/requirements.txt into this venv the first time the benchmark needs it."""
+    try:
+        import matplotlib  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        return True
+    except ImportError:
+        pass
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                           "--disable-pip-version-check", "-r", str(HERE / "requirements.txt")],
+                          check=False)
+    return proc.returncode == 0
+
+
+def tool_version(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False,
+                              timeout=30).stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
+def environment(mode):
+    import ansible.release  # pylint: disable=import-outside-toplevel
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "plugins"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "mode": mode, "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"),
+        "commit": commit + ("+dirty plugins/" if dirty else ""),
+        "cpus": os.cpu_count(), "kernel": platform.release(),
+        "os": tool_version(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "python": platform.python_version(), "ansible_core": ansible.release.__version__,
+        "nft": tool_version(["nft", "--version"]), "iptables": tool_version(["iptables", "-V"]),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="the short run (under 3 minutes)")
+    ap.add_argument("--no-docs", action="store_true",
+                    help="print and write results.json only; leave docs/ alone")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run.py needs root: it creates network namespaces")
+    for tool in ("ip", "nft", "iptables-restore", "iptables-save", "conntrack"):
+        if not shutil.which(tool):
+            sys.exit("run.py needs %s (make deps installs it)" % tool)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    mode = "quick" if args.quick else "full"
+    bench = Bench(mode)
+    started = time.perf_counter()
+    env = environment(mode)
+    bench.say("ipmasq.gateway benchmarks, %s mode (load average at start %.2f)"
+              % (mode, env["loadavg_start"][0]))
+    try:
+        bench.prepare()
+        bench.say("ansible-playbook runs, round-robin:")
+        bench.run_rounds(bench.ansible_jobs())
+        bench.finish()
+        report.print_ansible_summary(bench.results, bench.extra)
+        bench.diff_100k()
+        bench.say("connection rate through the forward:")
+        bench.conn_rates()
+        if bench.cfg["profile"]:
+            bench.module_profile()
+        fleet_value, fleet_note = bench.fleet()
+    finally:
+        bench.labs.close()
+    bench.finish()
+    res = bench.results
+    res.update(fleet_1_s=fleet_value, fleet_5_s=fleet_value, fleet_20_s=fleet_value,
+               fleet_note=fleet_note)
+    env["loadavg_end"] = os.getloadavg()
+    env["duration_s"] = round(time.perf_counter() - started, 1)
+    out = report.assemble(res, bench.samples, bench.extra, env, bench.cfg)
+    report.print_summary(out)
+    report.write_json(out, HERE / "results.json")
+    if not args.no_docs:
+        png = REPO / "docs" / "benchmarks.png"
+        png.parent.mkdir(exist_ok=True)
+        if ensure_matplotlib():
+            report.plot(out, png)
+        else:
+            png = None
+            print("matplotlib could not be installed: no plot", file=sys.stderr)
+        report.write_doc(out, REPO / "docs" / "benchmarks.md", png)
+    bench.say("done in %.0f s" % env["duration_s"])
+
+
+if __name__ == "__main__":
+    main()
