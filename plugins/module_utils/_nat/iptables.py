@@ -97,7 +97,8 @@ def rule_args(rule):
 
 
 def _line(args):
-    return " ".join(shlex.quote(a) if (" " in a or not a) else a for a in args)
+    """Quote the way iptables-save does (comments never hold double quotes or backslashes)."""
+    return " ".join('"%s"' % a if (not a or any(c in a for c in " '\t")) else a for a in args)
 
 
 def rule_text(rule):

@@ -99,8 +99,6 @@ def test_comment_with_spaces_is_double_quoted_for_iptables_restore():
     assert '--comment "office LAN"' in text
 
 
-@pytest.mark.xfail(strict=True, reason="an apostrophe in a comment is written unquoted, and "
-                   "shlex.split cannot read the line back: the rule becomes foreign")
 def test_comment_with_an_apostrophe_round_trips():
     ruleset = ruleset_of({"masquerade": [{"out_interface": "eth0", "comment": "it's"}]})
     assert read_back(iptables, reparse(iptables, want_state(iptables, ruleset))) == (ruleset, [])
