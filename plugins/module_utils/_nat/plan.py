@@ -41,10 +41,16 @@ def ruleset_lines(codec, state):
 def parse_running_config(text):
     """Text from any supported source -> ruleset. Raises rules.ParseError."""
     stripped = text.lstrip()
-    if stripped.startswith("{") or stripped.startswith("table "):
-        codec, state = nft, nft.parse(text)
-    else:
-        codec, state = iptables, iptables.parse(text, builtins=True)
+    try:
+        if stripped.startswith("{") or stripped.startswith("table "):
+            codec, state = nft, nft.parse(text)
+        else:
+            codec, state = iptables, iptables.parse(text, builtins=True)
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, rules.ParseError):
+            raise
+        raise rules.ParseError("not a ruleset this module can read (%s: %s)"
+                               % (type(exc).__name__, exc))
     ruleset, foreign = read_model(codec, state)
     if foreign:
         raise rules.ParseError("cannot express these rules in the model: %s" % "; ".join(
