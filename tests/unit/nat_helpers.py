@@ -55,6 +55,9 @@ def fixture_config(name):
 
 
 # ---------------------------------------------------------------- strategies
+#
+# Strategies are built once, at import: building them inside a composite on every draw
+# costs more than the tests themselves.
 
 IFNAMES = ("eth0", "eth1", "ppp0", "wan0", "eth0.10", "br-lan", "wg_0", "veth1:2")
 _IF_FIRST = string.ascii_letters + string.digits + "_"
@@ -63,10 +66,11 @@ ifnames = st.one_of(
     st.builds(lambda first, rest: first + rest, st.sampled_from(_IF_FIRST),
               st.text(_IF_FIRST + ".:-", max_size=model.IFNAME_MAX - 1)))
 
-# No double quote or backslash (the model refuses them). The apostrophe and the C1 control
-# and line separator characters have tests of their own (see test_model.py, test_iptables.py).
+# No double quote or backslash (the model refuses them); control and line separator
+# characters are refused by the model too. The apostrophe and braces have tests of their own
+# (test_iptables.py, test_nft.py).
 COMMENT_ALPHABET = st.characters(
-    min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\"\\'",
+    min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\"\\'{}",
     blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
 comments = st.one_of(
     st.none(),
@@ -82,34 +86,33 @@ def _unicast(addr):
 
 hosts4 = st.integers(1, 2 ** 32 - 2).map(ipaddress.IPv4Address).filter(_unicast).map(str)
 hosts6 = st.integers(1, 2 ** 128 - 1).map(ipaddress.IPv6Address).filter(_unicast).map(str)
-
-
-def _networks(version, bits):
-    return st.tuples(st.integers(0, 2 ** bits - 1), st.integers(1, bits)).map(
-        lambda t: ipaddress.ip_network((t[0], t[1]), strict=False).with_prefixlen
-        if version == 4 else
-        ipaddress.IPv6Network((t[0], t[1]), strict=False).with_prefixlen)
-
-
-nets4 = _networks(4, 32)
-nets6 = _networks(6, 128)
-NETS = {4: nets4, 6: nets6}
 HOSTS = {4: hosts4, 6: hosts6}
+NETS = dict((version, st.tuples(st.integers(0, 2 ** bits - 1), st.integers(1, bits)).map(
+    lambda t, version=version: ipaddress.ip_network(
+        (ipaddress.ip_address(t[0]) if version == 4 else ipaddress.IPv6Address(t[0]), t[1]),
+        strict=False).with_prefixlen))
+    for version, bits in ((4, 32), (6, 128)))
 families = st.sampled_from((4, 6))
+
+_lo_ports = st.integers(1, 65535)
+_range_lengths = st.integers(0, 300)
+_maybe_to_port = st.one_of(st.none(), st.just("same"), st.integers(1, 65535))
 
 
 @st.composite
-def port_specs(draw, allow_range=True):
-    """(port, to_port) as a user writes them: ints or strings, ranges keep their ports."""
-    lo = draw(st.integers(1, 65535))
-    if allow_range and draw(st.booleans()):
-        hi = draw(st.integers(lo, min(65535, lo + 300)))
+def port_specs(draw):
+    """(port, to_port) as a user writes them: ints or strings; a range keeps its ports."""
+    lo = draw(_lo_ports)
+    if draw(st.booleans()):
+        hi = min(65535, lo + draw(_range_lengths))
         text = "%d-%d" % (lo, hi) if hi != lo else str(lo)
-        to_port = draw(st.sampled_from([None, text]))
-        return text, to_port
-    port = draw(st.sampled_from([lo, str(lo)]))
-    to_port = draw(st.one_of(st.none(), st.just(lo), st.integers(1, 65535)))
-    return port, to_port
+        return text, (text if draw(st.booleans()) else None)
+    to_port = draw(_maybe_to_port)
+    port = str(lo) if draw(st.booleans()) else lo
+    return port, (lo if to_port == "same" else to_port)
+
+
+_snat_pools = families.flatmap(lambda fam: st.tuples(HOSTS[fam], HOSTS[fam]))
 
 
 @st.composite
@@ -126,8 +129,7 @@ def nat_entries(draw, kind):
         if draw(st.booleans()):
             entry["to_address"] = lo
         else:
-            hi = draw(HOSTS[fam])
-            a, b = sorted((ipaddress.ip_address(lo), ipaddress.ip_address(hi)))
+            a, b = sorted((ipaddress.ip_address(lo), ipaddress.ip_address(draw(HOSTS[fam]))))
             entry["to_address"] = "%s-%s" % (a, b)
     return entry
 
@@ -142,59 +144,79 @@ def _unique(entries, key):
     return out
 
 
+_pf_ifnames = st.one_of(st.sampled_from(IFNAMES[:4]), ifnames)
+_pf_protocols = st.sampled_from(model.PF_PROTOCOLS)
+
+
 @st.composite
-def port_forward_lists(draw, max_size=6):
-    """Port forwards with unique identities and ports that never overlap."""
+def port_forward_entries(draw):
+    fam = draw(families)
+    port, to_port = draw(port_specs())
+    entry = {"in_interface": draw(_pf_ifnames), "port": port, "to_address": draw(HOSTS[fam])}
+    proto = draw(_pf_protocols)
+    if proto != "tcp" or draw(st.booleans()):
+        entry["protocol"] = proto
+    if to_port is not None:
+        entry["to_port"] = to_port
+    if draw(st.booleans()):
+        entry["source"] = draw(NETS[fam])
+    if draw(st.booleans()):
+        entry["hairpin"] = True
+    comment = draw(comments)
+    if comment:
+        entry["comment"] = comment
+    return entry
+
+
+def _without_overlaps(entries):
+    """Drop the forwards whose ports overlap an earlier one (same interface and protocol)."""
     taken, out = {}, []
-    for _ in range(draw(st.integers(0, max_size))):
-        fam = draw(families)
-        port, to_port = draw(port_specs())
-        proto = draw(st.sampled_from(model.PF_PROTOCOLS))
-        iif = draw(st.sampled_from(IFNAMES[:4]) if draw(st.booleans()) else ifnames)
-        lo, hi = model.parse_ports(port)
-        spans = [taken.setdefault((iif, p), []) for p in
+    for entry in entries:
+        proto = entry.get("protocol", "tcp")
+        lo, hi = model.parse_ports(entry["port"])
+        spans = [taken.setdefault((entry["in_interface"], p), []) for p in
                  (("tcp", "udp") if proto == "tcp_udp" else (proto,))]
         if any(not (hi < a or lo > b) for span in spans for a, b in span):
             continue
         for span in spans:
             span.append((lo, hi))
-        entry = {"in_interface": iif, "port": port, "to_address": draw(HOSTS[fam])}
-        if proto != "tcp" or draw(st.booleans()):
-            entry["protocol"] = proto
-        if to_port is not None:
-            entry["to_port"] = to_port
-        if draw(st.booleans()):
-            entry["source"] = draw(NETS[fam])
-        if draw(st.booleans()):
-            entry["hairpin"] = True
-        comment = draw(comments)
-        if comment:
-            entry["comment"] = comment
         out.append(entry)
     return out
 
 
+port_forward_lists = st.lists(port_forward_entries(), max_size=6).map(_without_overlaps)
+
+_forward_families = st.sampled_from((None, 4, 6))
+_forward_addresses = {
+    None: st.just({}),
+    4: st.fixed_dictionaries({}, optional={"source": NETS[4], "destination": NETS[4]}),
+    6: st.fixed_dictionaries({}, optional={"source": NETS[6], "destination": NETS[6]}),
+}
+_forward_protocols = {
+    None: st.sampled_from([None, "tcp", "udp", "icmp", "icmpv6"]),
+    4: st.sampled_from([None, "tcp", "udp", "icmp"]),
+    6: st.sampled_from([None, "tcp", "udp", "icmpv6"]),
+}
+_forward_interfaces = st.fixed_dictionaries({}, optional={"in_interface": ifnames,
+                                                          "out_interface": ifnames})
+_ct_states = st.lists(st.sampled_from(model.CT_STATES), unique=True, max_size=3)
+_forward_actions = st.sampled_from([None, "accept", "drop", "reject"])
+
+
 @st.composite
 def forward_entries(draw):
-    fam = draw(st.sampled_from((None, 4, 6)))
-    entry = {}
-    for name in ("in_interface", "out_interface"):
-        if draw(st.booleans()):
-            entry[name] = draw(ifnames)
-    if fam:
-        for name in draw(st.sampled_from([("source",), ("destination",),
-                                          ("source", "destination")])):
-            entry[name] = draw(NETS[fam])
-    protos = [None, "tcp", "udp"] + {None: ["icmp", "icmpv6"], 4: ["icmp"], 6: ["icmpv6"]}[fam]
-    proto = draw(st.sampled_from(protos))
+    fam = draw(_forward_families)
+    entry = draw(_forward_interfaces)
+    entry.update(draw(_forward_addresses[fam]))
+    proto = draw(_forward_protocols[fam])
     if proto:
         entry["protocol"] = proto
     if proto in ("tcp", "udp") and draw(st.booleans()):
         entry["port"] = draw(port_specs())[0]
-    states = draw(st.lists(st.sampled_from(model.CT_STATES), unique=True, max_size=3))
+    states = draw(_ct_states)
     if states:
         entry["ct_state"] = states
-    action = draw(st.sampled_from([None, "accept", "drop", "reject"]))
+    action = draw(_forward_actions)
     if action:
         entry["action"] = action
     comment = draw(comments)
@@ -218,30 +240,35 @@ def _helper_identity(entry):
     return model.build_config({"helpers": [entry]})["helpers"][0]
 
 
-@st.composite
-def configs(draw, helpers=helper_entries):
+def _nat_identity(entry):
+    [built] = model.build_config({"masquerade": [{"source": entry.get("source"),
+                                                  "out_interface": entry["out_interface"]}]}
+                                 )["masquerade"]
+    return built
+
+
+_masquerade_lists = st.lists(nat_entries("masquerade"), max_size=4).map(
+    lambda entries: _unique(entries, _nat_identity))
+_snat_lists = st.lists(nat_entries("snat"), max_size=4).map(
+    lambda entries: _unique(entries, _nat_identity))
+_forward_lists = st.lists(forward_entries(), max_size=6).map(
+    lambda entries: _unique(entries, _forward_identity))
+
+
+def configs(helpers=helper_entries):
     """A valid ``config`` dict with any subset of the kinds."""
-    config = {}
-    if draw(st.booleans()):
-        config["masquerade"] = _unique(draw(st.lists(nat_entries("masquerade"), max_size=4)),
-                                       lambda e: (model._network("x", "source", e.get("source")),
-                                                  e["out_interface"]))
-    if draw(st.booleans()):
-        config["snat"] = _unique(draw(st.lists(nat_entries("snat"), max_size=4)),
-                                 lambda e: (model._network("x", "source", e.get("source")),
-                                            e["out_interface"]))
-    if draw(st.booleans()):
-        config["port_forwards"] = draw(port_forward_lists())
-    if draw(st.booleans()):
-        config["forward"] = _unique(draw(st.lists(forward_entries(), max_size=6)),
-                                    _forward_identity)
-    if draw(st.booleans()):
-        config["helpers"] = _unique(draw(st.lists(helpers, max_size=3)), _helper_identity)
-    return config
+    return st.fixed_dictionaries({}, optional={
+        "masquerade": _masquerade_lists,
+        "snat": _snat_lists,
+        "port_forwards": port_forward_lists,
+        "forward": _forward_lists,
+        "helpers": st.lists(helpers, max_size=3).map(
+            lambda entries: _unique(entries, _helper_identity)),
+    })
 
 
-# Helpers whose nft rendering is known to break (see test_nft.py): kept out of the
-# general round trip so that it keeps testing everything else.
+# Helpers whose names hold a '-' (netbios-ns) had an nft rendering bug of their own;
+# test_nft.py covers them one by one.
 SAFE_HELPERS = tuple(h for h in sorted(model.HELPER_PROTOCOLS) if "-" not in h)
 safe_helper_entries = helper_entries.filter(lambda e: e["helper"] in SAFE_HELPERS)
 

@@ -90,10 +90,8 @@ def test_ipv6_dnat_target_with_port_is_bracketed():
     assert iptables.parse_rule("prerouting", iptables.rule_args(rule)) == rule
 
 
-@pytest.mark.xfail(strict=True, reason="a comment with a space is quoted with shlex.quote "
-                   "('office LAN'); iptables-restore only understands double quotes and stops "
-                   "with \"Bad argument `LAN''\", so the whole apply fails")
 def test_comment_with_spaces_is_double_quoted_for_iptables_restore():
+    """iptables-restore understands double quotes only: 'office LAN' is a "Bad argument"."""
     text = iptables.render_full(_state({"masquerade": [
         {"source": "10.0.0.0/8", "out_interface": "eth0", "comment": "office LAN"}]}))
     assert '--comment "office LAN"' in text

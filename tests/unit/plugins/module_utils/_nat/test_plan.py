@@ -1,0 +1,245 @@
+"""plan.py without a host: parse_running_config (state=parsed), plan_change, diff lines."""
+import pytest
+from hypothesis import example, given, settings, strategies as st
+
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
+    iptables, model, nft, plan, rules)
+
+from nat_helpers import CODECS, fixture_text, reparse, ruleset_of, want_state
+
+HOWTO_SAVE = """\
+*nat
+-A POSTROUTING -s 192.168.0.0/24 -o ppp0 -j MASQUERADE
+-A PREROUTING -i ppp0 -p tcp --dport 8080 -j DNAT --to-destination 192.168.0.5:80
+COMMIT
+*filter
+-A FORWARD -s 192.168.0.0/24 -o ppp0 -j ACCEPT
+-A FORWARD -d 192.168.0.0/24 -m state --state ESTABLISHED,RELATED -i ppp0 -j ACCEPT
+COMMIT
+"""
+
+HOWTO_COMMANDS = """\
+# the classic how-to, typed at a shell
+iptables -t nat -A POSTROUTING -s 192.168.0.0/24 -o ppp0 -j MASQUERADE
+iptables -t nat -A PREROUTING -i ppp0 -p tcp --dport 8080 -j DNAT --to-destination 192.168.0.5:80
+
+iptables -A FORWARD -s 192.168.0.0/24 -o ppp0 -j ACCEPT
+iptables -A FORWARD -d 192.168.0.0/24 -m state --state ESTABLISHED,RELATED -i ppp0 -j ACCEPT
+"""
+
+HOWTO_MODEL = {
+    "masquerade": [{"source": "192.168.0.0/24", "out_interface": "ppp0"}],
+    "port_forwards": [{"in_interface": "ppp0", "protocol": "tcp", "port": 8080,
+                       "to_address": "192.168.0.5", "to_port": 80}],
+    "forward": [
+        {"source": "192.168.0.0/24", "out_interface": "ppp0", "action": "accept"},
+        {"destination": "192.168.0.0/24", "in_interface": "ppp0",
+         "ct_state": ["established", "related"], "action": "accept"},
+    ],
+}
+
+
+@pytest.mark.parametrize("text", [HOWTO_SAVE, HOWTO_COMMANDS], ids=["iptables-save", "commands"])
+def test_hand_typed_howto_rules_become_the_model(text):
+    parsed = plan.parse_running_config(text)
+    assert parsed == ruleset_of(HOWTO_MODEL)
+    assert model.ruleset_to_dict(parsed) == {
+        "masquerade": [{"source": "192.168.0.0/24", "out_interface": "ppp0"}],
+        "snat": [],
+        "port_forwards": [{"in_interface": "ppp0", "protocol": "tcp", "port": 8080,
+                           "to_address": "192.168.0.5", "to_port": 80}],
+        "forward": [
+            {"out_interface": "ppp0", "source": "192.168.0.0/24", "action": "accept"},
+            {"in_interface": "ppp0", "destination": "192.168.0.0/24",
+             "ct_state": ["established", "related"], "action": "accept"},
+        ],
+        "helpers": [],
+    }
+
+
+def test_howto_model_renders_and_reads_back_on_both_backends():
+    """The migrated rules survive a trip through either backend unchanged."""
+    parsed = plan.parse_running_config(HOWTO_SAVE)
+    for codec in CODECS.values():
+        text = codec.render_full(want_state(codec, parsed))
+        assert plan.parse_running_config(text) == parsed
+
+
+def test_long_options_insert_and_ip6tables_lines():
+    text = """\
+iptables -t nat --append POSTROUTING --source 192.168.0.0/24 --out-interface ppp0 --jump MASQUERADE
+iptables -t nat -I POSTROUTING 1 -s 10.0.0.0/8 -o eth0 -j SNAT --to-source 203.0.113.1
+ip6tables -t nat -A POSTROUTING -s fd00::/64 -o ppp0 -j MASQUERADE
+ip6tables -A FORWARD -p ipv6-icmp -j ACCEPT
+"""
+    assert plan.parse_running_config(text) == ruleset_of({
+        "masquerade": [{"source": "192.168.0.0/24", "out_interface": "ppp0"},
+                       {"source": "fd00::/64", "out_interface": "ppp0"}],
+        "snat": [{"source": "10.0.0.0/8", "out_interface": "eth0", "to_address": "203.0.113.1"}],
+        "forward": [{"protocol": "icmpv6"}],
+    })
+
+
+@pytest.mark.parametrize("name", ["gateway.nft.json", "gateway.nft.txt", "gateway.ruleset.json",
+                                  "gateway.ruleset.txt"])
+def test_nft_dumps_are_recognised(name):
+    from nat_helpers import fixture_config
+    assert plan.parse_running_config(fixture_text(name)) == ruleset_of(fixture_config("gateway"))
+
+
+def test_iptables_save_of_both_families_with_the_marker_line():
+    from nat_helpers import fixture_config
+    text = fixture_text("gateway.iptables-save") + "# ip6tables-save\n" + \
+        fixture_text("gateway.ip6tables-save")
+    with pytest.raises(rules.ParseError) as info:  # Docker's rules are in the built-in chains
+        plan.parse_running_config(text)
+    assert "172.17.0.0/16" in str(info.value)
+    ours = "\n".join(line for line in text.splitlines() if "docker" not in line.lower()
+                     and "-i lo" not in line)
+    assert plan.parse_running_config(ours) == ruleset_of(fixture_config("gateway"))
+
+
+@pytest.mark.parametrize("text, part", [
+    ("iptables -t nat -A POSTROUTING -o ppp0 -j LOG\n", "-j LOG"),
+    ("*nat\n-A PREROUTING -i ppp0 -p tcp --dport 80 -j REDIRECT --to-ports 3128\nCOMMIT\n",
+     "REDIRECT"),
+    ("*filter\n-A FORWARD -m limit --limit 3/min -j ACCEPT\nCOMMIT\n", "limit"),
+    ("table inet ipmasq {\n\tchain forward {\n\t\tmeta mark 0x1 accept\n\t}\n}\n", "meta mark"),
+])
+def test_rules_the_model_cannot_express_are_refused_by_name(text, part):
+    with pytest.raises(rules.ParseError) as info:
+        plan.parse_running_config(text)
+    assert part in str(info.value)
+
+
+@pytest.mark.parametrize("text", [
+    "iptables -P FORWARD DROP\n",
+    "echo 1 > /proc/sys/net/ipv4/ip_forward\n",
+    "sudo iptables -t nat -A POSTROUTING -o ppp0 -j MASQUERADE\n",
+    "*nat\n-A POSTROUTING -o ppp0 -j MASQUERADE --comment 'unclosed\nCOMMIT\n",
+    '{"nftables": ',
+])
+def test_text_that_is_no_ruleset_raises_parse_error(text):
+    with pytest.raises((rules.ParseError, ValueError)):
+        plan.parse_running_config(text)
+
+
+CRASH = pytest.mark.xfail(strict=True, reason=(
+    "an option without its value (or a JSON item that is not an object) makes the parsers "
+    "raise AttributeError, which parse_running_config does not turn into a ParseError: "
+    "state=parsed ends in a module traceback instead of 'running_config: cannot parse'"))
+
+MALFORMED = [
+    pytest.param(":", id="iptables-bare-colon"),
+    pytest.param("*nat\n-A PREROUTING -i ppp0 -p tcp --dport", id="iptables-dport-no-value",
+                 marks=CRASH),
+    pytest.param("*filter\n-A FORWARD -m conntrack --ctstate", id="iptables-ctstate-no-value",
+                 marks=CRASH),
+    pytest.param("*nat\n-A PREROUTING -i ppp0 -j DNAT --to-destination",
+                 id="iptables-to-destination-no-value", marks=CRASH),
+    pytest.param("*nat\n-A POSTROUTING -o ppp0 -j", id="iptables-jump-no-target", marks=CRASH),
+    pytest.param("*nat\n-A POSTROUTING -o ppp0 -j MASQUERADE -c", id="iptables-counters-cut"),
+    pytest.param("table inet ipmasq {\n\tchain forward {\n\t\tiifname\n\t}\n}\n",
+                 id="nft-iifname-no-value"),
+    pytest.param("table inet ipmasq {\n\tchain forward {\n\t\tip saddr\n\t}\n}\n",
+                 id="nft-saddr-no-value"),
+    pytest.param("table inet ipmasq {\n\tmap fwd4 {\n\t\telements = { \"a }\n\t}\n}\n",
+                 id="nft-element-unclosed-quote"),
+    pytest.param('{"nftables": [1]}', id="json-item-not-object", marks=CRASH),
+    pytest.param('{"nftables": [{"rule": 1}]}', id="json-rule-not-object", marks=CRASH),
+    pytest.param('{"nftables": [{"map": {"family": "inet", "table": "ipmasq", "name": "fwd4", '
+                 '"elem": [[1, 2]]}}]}', id="json-element-not-concat"),
+    pytest.param('{"nftables": [{"rule": {"family": "inet", "table": "ipmasq", '
+                 '"chain": "forward", "expr": 5}}]}', id="json-expr-not-list"),
+]
+
+
+def _parse_or_clean_error(text):
+    try:
+        plan.parse_running_config(text)
+    except (rules.ParseError, ValueError):
+        pass
+
+
+@pytest.mark.parametrize("text", MALFORMED)
+def test_malformed_text_raises_only_parse_errors(text):
+    _parse_or_clean_error(text)
+
+
+def _dumps():
+    names = ["gateway.nft.json", "gateway.nft.txt", "gateway.iptables-save",
+             "gateway.ip6tables-save", "gateway.ruleset.json"]
+    return [fixture_text(name) for name in names] + [HOWTO_SAVE, HOWTO_COMMANDS]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_random_text_raises_only_parse_errors(text):
+    _parse_or_clean_error(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary())
+def test_random_bytes_raise_only_parse_errors(data):
+    _parse_or_clean_error(data.decode("utf-8", "replace"))
+
+
+@CRASH
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(_dumps()), st.data())
+@example("*nat\n-A POSTROUTING -o ppp0 -j", None)
+def test_cut_dumps_raise_only_parse_errors(text, data):
+    if data is not None:
+        start = data.draw(st.integers(0, len(text)))
+        end = data.draw(st.integers(start, len(text)))
+        text = text[:start] + text[end:]
+    _parse_or_clean_error(text)
+
+
+@CRASH
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(_dumps()), st.data())
+@example("*filter\n-A FORWARD -m conntrack --ctstate", None)
+def test_dumps_with_words_dropped_raise_only_parse_errors(text, data):
+    if data is not None:
+        lines = text.splitlines()
+        index = data.draw(st.integers(0, len(lines) - 1))
+        words = lines[index].split(" ")
+        keep = data.draw(st.lists(st.booleans(), min_size=len(words), max_size=len(words)))
+        lines[index] = " ".join(w for w, k in zip(words, keep) if k)
+        text = "\n".join(lines)
+    _parse_or_clean_error(text)
+
+
+# ---------------------------------------------------------------- plan_change and friends
+
+def test_plan_change_against_a_host_without_our_rules():
+    for codec in CODECS.values():
+        config = model.build_config(HOWTO_MODEL)
+        before, after, want, commands = plan.plan_change(
+            codec, "merged", codec.empty_state(), config)
+        assert before == model.empty_ruleset()
+        assert after == ruleset_of(HOWTO_MODEL)
+        assert want == want_state(codec, after)
+        assert commands == codec.render_changes(codec.empty_state(), want) != []
+
+
+def test_read_model_returns_foreign_rules_separately():
+    text = nft.render_full(want_state(nft, ruleset_of(HOWTO_MODEL))).replace(
+        "\t\tct status dnat accept\n", "\t\tct status dnat accept\n\t\tmeta mark 0x1 accept\n")
+    ruleset, foreign = plan.read_model(nft, nft.parse(text))
+    assert ruleset == ruleset_of(HOWTO_MODEL)
+    assert [r.comment for r in foreign] == ["meta mark 0x1 accept"]
+
+
+def test_ruleset_lines_one_rule_per_line_for_diff_mode():
+    state = reparse(iptables, want_state(iptables, ruleset_of(HOWTO_MODEL)))
+    assert plan.ruleset_lines(iptables, state).splitlines() == [
+        "prerouting: -i ppp0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 192.168.0.5:80",
+        "postrouting: -s 192.168.0.0/24 -o ppp0 -j MASQUERADE",
+        "forward: -m conntrack --ctstate DNAT -j ACCEPT",
+        "forward: -s 192.168.0.0/24 -o ppp0 -j ACCEPT",
+        "forward: -d 192.168.0.0/24 -i ppp0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+    ]
+    nft_lines = plan.ruleset_lines(nft, reparse(nft, want_state(nft, ruleset_of(HOWTO_MODEL))))
+    assert 'prerouting: iifname "ppp0" tcp dport 8080 dnat ip to 192.168.0.5:80\n' in nft_lines

@@ -1,0 +1,381 @@
+"""The nat_rules module end to end without a host.
+
+``plan.run`` gets a stand-in for AnsibleModule. Only the Host methods that reach the machine are
+replaced: ``read`` returns a State built here, ``apply`` records the commands and moves that
+State the way the kernel would, ``write_files``/``conntrack_delete`` record, and ``lock`` and
+``persist_changes`` (a file lock in /run, files in /etc) work on memory.
+"""
+import contextlib
+import copy
+import json
+
+import pytest
+import yaml
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.ipmasq.gateway.plugins.doc_fragments._nat import ModuleDocFragment
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
+    argspec, host, iptables, model, nft, plan)
+from ansible_collections.ipmasq.gateway.plugins.modules import nat_rules
+
+from nat_helpers import (
+    CODECS, apply_commands, fixture_config, fixture_text, reparse, ruleset_of, want_state)
+
+CONFIG = {
+    "masquerade": [{"source": "192.168.10.0/24", "out_interface": "ppp0", "comment": "office"}],
+    "port_forwards": [
+        {"in_interface": "ppp0", "port": 8080, "to_address": "192.168.10.5", "to_port": 80},
+        {"in_interface": "ppp0", "protocol": "tcp_udp", "port": "5000-5001",
+         "to_address": "fd00::6"}],
+    "forward": [{"in_interface": "ppp0", "ct_state": ["established", "related"]},
+                {"in_interface": "ppp0", "action": "drop"}],
+}
+
+
+REAL_WRITE_FILES = host.Host.write_files
+
+
+class FakeModule:
+    """What plan.run and Host use of AnsibleModule."""
+
+    def __init__(self, check_mode=False, diff=False, **params):
+        self.params = dict(backend="nftables", state="merged", config=None, running_config=None,
+                           persist=True, conntrack_flush="affected")
+        self.params.update(params)
+        self.check_mode = check_mode
+        self._diff = diff
+        self.warnings = []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def run_command(self, *args, **kwargs):
+        raise AssertionError("no command may run in a unit test: %r" % (args,))
+
+    def get_bin_path(self, *args, **kwargs):
+        raise AssertionError("no binary may be looked up in a unit test: %r" % (args,))
+
+
+class FakeHost:
+    """The machine behind Host: our rules per backend, the persisted files, and a call log."""
+
+    def __init__(self, states=None):
+        self.states = {"nftables": nft.empty_state(), "iptables": iptables.empty_state()}
+        self.states.update(states or {})
+        self.files = {}
+        self.calls = []
+        self.fail_apply = 0
+
+    def read(self, _host, backend):
+        self.calls.append(("read", backend))
+        return self.states[backend]
+
+    def apply(self, _host, backend, commands):
+        self.calls.append(("apply", backend, list(commands)))
+        if commands and self.fail_apply:
+            self.fail_apply -= 1
+            raise host.HostError("nft -f (apply) failed (rc=1): Error: injected")
+        codec = CODECS[backend]
+        self.states[backend] = apply_commands(codec, self.states[backend], commands)
+
+    def persist_changes(self, _host, files):
+        return sorted(path for path, text in files.items() if self.files.get(path) != text)
+
+    def write_files(self, _host, files, paths):
+        self.calls.append(("write_files", sorted(paths)))
+        self.files.update((path, files[path]) for path in paths)
+
+    def conntrack_delete(self, _host, filters):
+        self.calls.append(("conntrack_delete", [list(f) for f in filters]))
+        return [" ".join(f) for f in filters]
+
+    def changing_calls(self):
+        """Calls that would change the machine (the module also calls them with nothing)."""
+        return [c for c in self.calls if c[0] != "read" and c[-1]]
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    fake = FakeHost()
+    monkeypatch.setattr(host.Host, "read", lambda self, b: fake.read(self, b))
+    monkeypatch.setattr(host.Host, "apply", lambda self, b, c: fake.apply(self, b, c))
+    monkeypatch.setattr(host.Host, "persist_changes", lambda self, f: fake.persist_changes(self, f))
+    monkeypatch.setattr(host.Host, "write_files", lambda self, f, p: fake.write_files(self, f, p))
+    monkeypatch.setattr(host.Host, "conntrack_delete",
+                        lambda self, f: fake.conntrack_delete(self, f))
+    monkeypatch.setattr(host.Host, "lock", lambda self, timeout=60: contextlib.nullcontext())
+    return fake
+
+
+@pytest.fixture
+def no_host(monkeypatch):
+    """For rendered and parsed: creating a Host at all is a failure."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("rendered and parsed must not contact the host")
+    monkeypatch.setattr(plan, "Host", refuse)
+
+
+def run(**kw):
+    return plan.run(FakeModule(**kw))
+
+
+# ---------------------------------------------------------------- rendered / parsed
+
+@pytest.mark.parametrize("backend, codec", [("nftables", nft), ("iptables", iptables),
+                                            ("auto", nft)])
+def test_rendered_returns_the_full_script_without_a_host(no_host, backend, codec):
+    result = run(state="rendered", backend=backend, config=CONFIG)
+    assert result == {
+        "changed": False, "backend": "iptables" if codec is iptables else "nftables",
+        "rendered": codec.render_full(want_state(codec, ruleset_of(CONFIG))).splitlines()}
+
+
+def test_parsed_reads_running_config_without_a_host(no_host):
+    result = run(state="parsed", running_config=fixture_text("gateway.nft.json"))
+    assert result == {"changed": False,
+                      "parsed": model.ruleset_to_dict(ruleset_of(fixture_config("gateway")))}
+
+
+def test_parsed_bad_text_fails_cleanly(no_host):
+    result = run(state="parsed", running_config="*nat\n-A POSTROUTING -o ppp0 -j LOG\nCOMMIT\n")
+    assert result["failed"] is True and result["changed"] is False
+    assert result["msg"].startswith("running_config: cannot parse:")
+    assert "-j LOG" in result["msg"]
+
+
+def test_rendered_then_parsed_is_the_config(no_host):
+    for backend in ("nftables", "iptables"):
+        rendered = run(state="rendered", backend=backend, config=CONFIG)["rendered"]
+        parsed = run(state="parsed", running_config="\n".join(rendered))["parsed"]
+        assert ruleset_of(parsed) == ruleset_of(CONFIG)
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("state", ["merged", "replaced", "overridden", "deleted", "gathered",
+                                   "rendered", "parsed"])
+def test_bad_config_fails_naming_the_field_before_any_host_contact(machine, state):
+    config = {"port_forwards": [{"in_interface": "ppp0", "port": 70000,
+                                 "to_address": "192.168.10.5"}]}
+    result = run(state=state, config=config, running_config="")
+    assert result["failed"] is True and result["changed"] is False
+    assert "port_forwards[0].port" in result["msg"] and "70000" in result["msg"]
+    assert machine.calls == []
+
+
+# ---------------------------------------------------------------- changing states
+
+@pytest.mark.parametrize("backend", sorted(CODECS))
+def test_merged_applies_persists_and_then_changes_nothing(machine, backend):
+    first = run(backend=backend, config=CONFIG)
+    codec = CODECS[backend]
+    assert first["changed"] is True and "failed" not in first
+    assert first["backend"] == backend
+    assert first["before"] == model.ruleset_to_dict(model.empty_ruleset())
+    assert first["after"] == model.ruleset_to_dict(ruleset_of(CONFIG))
+    applied = [c for c in machine.calls if c[0] == "apply"]
+    assert applied == [("apply", backend, first["commands"])]
+    assert first["commands"] == codec.render_changes(codec.empty_state(),
+                                                     want_state(codec, ruleset_of(CONFIG)))
+    assert first["persisted"] == sorted(machine.files)
+    assert ("write_files", first["persisted"]) in machine.calls
+    assert first["summary"]["port_forwards"] == {"added": 3, "removed": 0, "unchanged": 0}
+    assert first["conntrack_deleted"] == []
+
+    machine.calls.clear()
+    second = run(backend=backend, config=CONFIG)
+    assert second["changed"] is False and second["commands"] == [] and second["persisted"] == []
+    assert second["before"] == second["after"] == first["after"]
+    assert machine.changing_calls() == []
+
+
+@pytest.mark.parametrize("backend", sorted(CODECS))
+def test_check_mode_applies_nothing_and_predicts_the_real_run(machine, backend):
+    machine.states[backend] = reparse(CODECS[backend], want_state(
+        CODECS[backend], ruleset_of({"port_forwards": [dict(CONFIG["port_forwards"][0],
+                                                            to_port=81)]})))
+    start = machine.states[backend]
+    checked = run(backend=backend, config=CONFIG, check_mode=True, diff=True)
+    assert machine.changing_calls() == []
+    assert machine.states[backend] == start
+    assert checked["changed"] is True and checked["commands"]
+    real = run(backend=backend, config=CONFIG, diff=True)
+    assert [c for c in machine.calls if c[0] == "apply"] == [("apply", backend, checked["commands"])]
+    # everything but the flush report is the same; check mode only predicts that one
+    assert checked["conntrack_deleted"] == real["conntrack_deleted"] == [
+        "-f ipv4 -p tcp --orig-port-dst 8080 --dst-nat"]
+    assert checked == real
+
+
+def test_diff_mode_shows_rules_before_and_after(machine):
+    machine.states["iptables"] = reparse(iptables, want_state(iptables, ruleset_of(
+        {"masquerade": CONFIG["masquerade"]})))
+    result = run(backend="iptables", state="overridden",
+                 config={"masquerade": [dict(CONFIG["masquerade"][0], comment="lan")]}, diff=True)
+    assert result["diff"] == {
+        "before": "postrouting: -s 192.168.10.0/24 -o ppp0 -m comment --comment office "
+                  "-j MASQUERADE\n",
+        "after": "postrouting: -s 192.168.10.0/24 -o ppp0 -m comment --comment lan "
+                 "-j MASQUERADE\n",
+        "before_header": "iptables (owned rules)", "after_header": "iptables (owned rules)"}
+    again = run(backend="iptables", state="overridden",
+                config={"masquerade": [dict(CONFIG["masquerade"][0], comment="lan")]}, diff=True)
+    assert "diff" not in again and again["changed"] is False
+
+
+STATE_CASES = [
+    ("merged", {"snat": [{"source": "10.20.0.0/16", "out_interface": "eth0",
+                          "to_address": "203.0.113.10"}]}),
+    ("replaced", {"port_forwards": [{"in_interface": "ppp0", "port": 2222,
+                                     "to_address": "192.168.10.7", "to_port": 22}]}),
+    ("overridden", {"forward": [{"in_interface": "ppp0", "action": "drop"}]}),
+    ("deleted", {"port_forwards": [{"in_interface": "ppp0", "port": 8080}]}),
+    ("deleted", {"forward": []}),
+    ("deleted", None),
+]
+
+
+@pytest.mark.parametrize("backend", sorted(CODECS))
+@pytest.mark.parametrize("state, config", STATE_CASES)
+def test_every_state_then_an_idempotent_second_run(machine, backend, state, config):
+    codec = CODECS[backend]
+    machine.states[backend] = reparse(codec, want_state(codec, ruleset_of(CONFIG)))
+    first = run(backend=backend, state=state, config=copy.deepcopy(config))
+    assert first["changed"] is True and first["commands"]
+    wanted = model.build_config(config, partial=state == "deleted")
+    from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff
+    expected = diff.after_state(state, ruleset_of(CONFIG), wanted)
+    assert first["after"] == model.ruleset_to_dict(expected)
+    gathered = run(backend=backend, state="gathered")
+    assert gathered == {"changed": False, "backend": backend,
+                        "gathered": model.ruleset_to_dict(expected)}
+    machine.calls.clear()
+    second = run(backend=backend, state=state, config=copy.deepcopy(config))
+    assert second["changed"] is False and second["commands"] == []
+    assert machine.changing_calls() == []
+
+
+def test_gathered_reads_what_the_kernel_printed(machine):
+    machine.states["nftables"] = nft.parse(fixture_text("gateway.nft.json"))
+    machine.states["iptables"] = iptables.combine(
+        iptables.parse_save(fixture_text("gateway.iptables-save"), 4),
+        iptables.parse_save(fixture_text("gateway.ip6tables-save"), 6))
+    for backend in ("nftables", "iptables"):
+        result = run(backend=backend, state="gathered")
+        assert result["gathered"] == model.ruleset_to_dict(ruleset_of(fixture_config("gateway")))
+        assert ruleset_of(result["gathered"]) == ruleset_of(fixture_config("gateway"))
+    assert machine.changing_calls() == []
+
+
+def test_a_failed_apply_restores_and_reports(machine):
+    machine.fail_apply = 1
+    before = machine.states["nftables"]
+    result = run(config=CONFIG)
+    assert result["failed"] is True and result["changed"] is False
+    assert result["msg"].startswith("apply failed, previous rules left in place:")
+    assert "injected" in result["msg"]
+    assert machine.states["nftables"] == before
+    assert not any(c[0] in ("write_files", "conntrack_delete") for c in machine.calls)
+
+
+def test_changed_forward_flushes_only_its_conntrack_entries(machine):
+    run(config=CONFIG)
+    machine.calls.clear()
+    changed = copy.deepcopy(CONFIG)
+    changed["port_forwards"][0]["to_address"] = "192.168.10.9"
+    result = run(config=changed)
+    assert result["conntrack_deleted"] == ["-f ipv4 -p tcp --orig-port-dst 8080 --dst-nat"]
+    assert ("conntrack_delete", [["-f", "ipv4", "-p", "tcp", "--orig-port-dst", "8080",
+                                  "--dst-nat"]]) in machine.calls
+
+
+def test_conntrack_flush_none_leaves_conntrack_alone(machine):
+    run(config=CONFIG)
+    machine.calls.clear()
+    result = run(state="overridden", config={"masquerade": CONFIG["masquerade"]},
+                 conntrack_flush="none")
+    assert result["changed"] is True and result["conntrack_deleted"] == []
+    assert ("conntrack_delete", []) in machine.calls
+
+
+def test_persist_false_writes_no_files(machine):
+    result = run(config=CONFIG, persist=False)
+    assert result["changed"] is True and result["persisted"] == []
+    assert machine.files == {}
+
+
+@pytest.mark.xfail(strict=True, reason="Host.write_files creates /etc/ipmasq before it looks at "
+                   "the list of paths, so a run with persist=false (or with nothing to write) "
+                   "still creates the directory")
+def test_persist_false_does_not_create_the_persist_directory(machine, monkeypatch, tmp_path):
+    persist_dir = tmp_path / "etc-ipmasq"
+    monkeypatch.setattr(host, "PERSIST_DIR", str(persist_dir))
+    monkeypatch.setattr(host.Host, "write_files", REAL_WRITE_FILES)
+    result = run(config=CONFIG, persist=False)
+    assert result["changed"] is True and result["persisted"] == []
+    assert not persist_dir.exists()
+
+
+def test_a_missing_persist_file_alone_is_a_change(machine):
+    run(config=CONFIG)
+    machine.files.clear()
+    result = run(config=CONFIG)
+    assert result["changed"] is True and result["commands"] == []
+    assert result["persisted"] == ["/etc/ipmasq/ipmasq.nft"]
+
+
+# ---------------------------------------------------------------- the module file itself
+
+def _main(args, capsys):
+    with patch_module_args(args), pytest.raises(SystemExit) as info:
+        nat_rules.main()
+    return info.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_main_rendered(no_host, capsys):
+    code, out = _main({"state": "rendered", "backend": "iptables", "config": CONFIG}, capsys)
+    assert code == 0 and out["changed"] is False
+    assert out["rendered"] == iptables.render_full(
+        want_state(iptables, ruleset_of(CONFIG))).splitlines()
+
+
+def test_main_fills_unset_suboptions_and_they_validate(no_host, capsys):
+    code, out = _main({"state": "rendered", "config": {"port_forwards": [
+        {"in_interface": "ppp0", "port": "8080", "to_address": "192.168.10.5"}]}}, capsys)
+    assert code == 0
+    assert '\t\telements = { "ppp0" . tcp . 8080 : 192.168.10.5 . 8080 }' in out["rendered"]
+
+
+def test_main_parsed_needs_running_config(no_host, capsys):
+    code, out = _main({"state": "parsed"}, capsys)
+    assert code == 1 and out["failed"] is True and "running_config" in out["msg"]
+
+
+def test_main_reports_bad_config_as_failed(no_host, capsys):
+    code, out = _main({"state": "rendered", "config": {"masquerade": [
+        {"source": "192.168.1.1/24", "out_interface": "ppp0"}]}}, capsys)
+    assert code == 1 and out["failed"] is True
+    assert "masquerade[0].source" in out["msg"] and "192.168.1.1/24" in out["msg"]
+
+
+def _doc_options():
+    options = yaml.safe_load(nat_rules.DOCUMENTATION)["options"]
+    options.update(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"])
+    return options
+
+
+def _compare(doc, spec, where):
+    assert sorted(doc) == sorted(spec), where
+    for name, opt in spec.items():
+        d = doc[name]
+        assert d.get("type", "str") == opt.get("type", "str"), "%s.%s" % (where, name)
+        assert d.get("choices") == opt.get("choices"), "%s.%s" % (where, name)
+        assert d.get("default") == opt.get("default"), "%s.%s" % (where, name)
+        assert d.get("elements") == opt.get("elements"), "%s.%s" % (where, name)
+        if "options" in opt:
+            _compare(d["suboptions"], opt["options"], "%s.%s" % (where, name))
+
+
+def test_documentation_matches_the_argument_spec():
+    _compare(_doc_options(), argspec.ARGUMENT_SPEC, "options")
