@@ -1,4 +1,4 @@
-"""Unit tests of ipmasq.gateway: make the collection importable and share small helpers.
+"""Unit tests of ipmasq.gateway: make the collection and the shared helpers importable.
 
 The collection is imported as ``ansible_collections.ipmasq.gateway`` through the symlink
 ``.build/collections/ansible_collections/ipmasq/gateway -> ../../../..`` (``make unit`` sets
@@ -14,7 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = ROOT / ".build" / "collections"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def _importable():
