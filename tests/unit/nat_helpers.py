@@ -352,7 +352,8 @@ def nft_apply(state, commands):
 
 def _ipt_copy(state):
     return iptables.State(
-        dict((f, dict((c, list(v)) for c, v in chains.items())) for f, chains in state.chains.items()),
+        dict((f, dict((c, list(v)) for c, v in chains.items()))
+             for f, chains in state.chains.items()),
         dict((f, dict(j)) for f, j in state.jumps.items()),
         dict((f, set(p)) for f, p in state.present.items()))
 

@@ -16,7 +16,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.ipmasq.gateway.plugins.doc_fragments._nat import ModuleDocFragment
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
-    argspec, host, iptables, model, nft, plan)
+    argspec, diff, host, iptables, model, nft, plan)
 from ansible_collections.ipmasq.gateway.plugins.modules import nat_rules
 
 from nat_helpers import (
@@ -201,7 +201,8 @@ def test_check_mode_applies_nothing_and_predicts_the_real_run(machine, backend):
     assert machine.states[backend] == start
     assert checked["changed"] is True and checked["commands"]
     real = run(backend=backend, config=CONFIG, diff=True)
-    assert [c for c in machine.calls if c[0] == "apply"] == [("apply", backend, checked["commands"])]
+    applied = [c for c in machine.calls if c[0] == "apply"]
+    assert applied == [("apply", backend, checked["commands"])]
     # everything but the flush report is the same; check mode only predicts that one
     assert checked["conntrack_deleted"] == real["conntrack_deleted"] == [
         "-f ipv4 -p tcp --orig-port-dst 8080 --dst-nat"]
@@ -244,7 +245,6 @@ def test_every_state_then_an_idempotent_second_run(machine, backend, state, conf
     first = run(backend=backend, state=state, config=copy.deepcopy(config))
     assert first["changed"] is True and first["commands"]
     wanted = model.build_config(config, partial=state == "deleted")
-    from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff
     expected = diff.after_state(state, ruleset_of(CONFIG), wanted)
     assert first["after"] == model.ruleset_to_dict(expected)
     gathered = run(backend=backend, state="gathered")

@@ -248,8 +248,8 @@ def test_a_new_single_port_forward_is_one_map_element():
 
 def test_a_changed_map_element_is_deleted_then_added():
     have = reparse(nft, _state(CONFIG))
-    config = dict(CONFIG, port_forwards=[dict(CONFIG["port_forwards"][0], to_address="192.168.10.9")]
-                  + CONFIG["port_forwards"][1:])
+    moved = dict(CONFIG["port_forwards"][0], to_address="192.168.10.9")
+    config = dict(CONFIG, port_forwards=[moved] + CONFIG["port_forwards"][1:])
     cmds = nft.render_changes(have, _state(config))
     assert cmds == [
         'delete element inet ipmasq fwd4 { "ppp0" . tcp . 8080 }',
@@ -292,7 +292,8 @@ def test_drift_extra_map_element_is_deleted_alone():
     want = _state(CONFIG)
     have = reparse(nft, want)
     have.elements["fwd4"][("eth9", "tcp", "1")] = ("10.0.0.1", "1", None)
-    assert nft.render_changes(have, want) == ['delete element inet ipmasq fwd4 { "eth9" . tcp . 1 }']
+    assert nft.render_changes(have, want) == [
+        'delete element inet ipmasq fwd4 { "eth9" . tcp . 1 }']
 
 
 def test_drift_missing_chain_is_created_and_filled():

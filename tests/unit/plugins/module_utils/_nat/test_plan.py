@@ -5,7 +5,8 @@ from hypothesis import example, given, settings, strategies as st
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
     iptables, model, nft, plan, rules)
 
-from nat_helpers import CODECS, fixture_text, reparse, ruleset_of, want_state
+from nat_helpers import (
+    CODECS, fixture_config, fixture_text, reparse, ruleset_of, want_state)
 
 HOWTO_SAVE = """\
 *nat
@@ -83,12 +84,10 @@ ip6tables -A FORWARD -p ipv6-icmp -j ACCEPT
 @pytest.mark.parametrize("name", ["gateway.nft.json", "gateway.nft.txt", "gateway.ruleset.json",
                                   "gateway.ruleset.txt"])
 def test_nft_dumps_are_recognised(name):
-    from nat_helpers import fixture_config
     assert plan.parse_running_config(fixture_text(name)) == ruleset_of(fixture_config("gateway"))
 
 
 def test_iptables_save_of_both_families_with_the_marker_line():
-    from nat_helpers import fixture_config
     text = fixture_text("gateway.iptables-save") + "# ip6tables-save\n" + \
         fixture_text("gateway.ip6tables-save")
     with pytest.raises(rules.ParseError) as info:  # Docker's rules are in the built-in chains

@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model, rules
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import rules
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.rules import Rule
 
 from nat_helpers import configs, ruleset_of
