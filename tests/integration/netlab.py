@@ -122,6 +122,7 @@ class Lab:
         self.ns = {role: Namespace("%s-%s" % (prefix, role)) for role in self.ROLES}
         self.servers = []
         self.created = []
+        self.serving = False
 
     @property
     def gw(self):
@@ -144,7 +145,8 @@ class Lab:
         return self.ns["sw"]
 
     # -- construction -------------------------------------------------
-    def build(self, servers=True):
+    def build(self, servers=False):
+        """Create the namespaces; echo servers start now or on the first probe."""
         for ns in self.ns.values():
             run(["ip", "netns", "add", ns.name])
             self.created.append(ns.name)
@@ -190,6 +192,7 @@ class Lab:
 
     # -- servers and probes -------------------------------------------
     def start_servers(self):
+        self.serving = True
         self.start_echo(self.wan, "wan", tcp=[WAN_PORT], udp=[WAN_PORT])
         self.start_echo(self.wan, "wan6", tcp=[WAN_PORT6], udp=[WAN_PORT6], script=ECHO6)
         self.start_echo(self.srv, "lansrv", tcp=LAN_TCP_PORTS, udp=LAN_UDP_PORTS)
@@ -221,6 +224,8 @@ class Lab:
         raise CommandError("echo servers in %s did not start (tcp %s udp %s)" % (ns, want_tcp, want_udp))
 
     def probe(self, ns, proto, host, port, timeout=2.0):
+        if not self.serving:
+            self.start_servers()
         proc = ns.run(sys.executable, PROBE, proto, host, port, "--timeout", timeout,
                       check=False, timeout=timeout + 15)
         return Probe(proc)

@@ -1,17 +1,21 @@
 """Run ipmasq.gateway.nat_rules the way users do: a playbook, ansible-playbook, -c local.
 
 The playbook runs inside the gateway namespace (``ip netns exec``), so the module
-reads and writes that namespace's rules only. Results come back through the
-ansible.posix.json stdout callback: one dict per task, exactly what ``register``
-would hold.
+reads and writes that namespace's rules only. ``ip netns exec`` also gives it a
+private mount namespace; there /etc is overlaid with a directory of the test, so
+whatever the module writes under /etc (persistence) lands in ``etc_upper(workdir)``
+and never on the machine. Results come back through the ansible.posix.json stdout
+callback: one dict per task, exactly what ``register`` would hold.
 """
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import yaml
 
+from foreign import SNAPSHOT_COMMAND
 from netlab import REPO, CommandError, run
 
 MODULE = "ipmasq.gateway.nat_rules"
@@ -39,6 +43,14 @@ def ansible_playbook_bin():
     if venv.exists():
         return str(venv)
     raise CommandError("ansible-playbook not found: put the project venv's bin first on PATH")
+
+
+def module_python():
+    """The interpreter modules run under: the distribution's python3, as on a managed host."""
+    for candidate in ("/usr/bin/python3", sys.executable):
+        if os.path.exists(candidate):
+            return candidate
+    return "auto_silent"
 
 
 def nat_rules_task(args, name=None):
@@ -70,6 +82,18 @@ class PlaybookRun:
             self.rc, json.dumps(self.results, indent=1, default=str)[:4000], self.stderr[-2000:])
 
 
+# Mount an overlay on /etc (private to this process tree), then run the command.
+# On a sandbox's first use, the module's own directory is hidden too (a whiteout in
+# the upper layer): the lab is a fresh host, whatever the machine holds there.
+_SANDBOX_ETC = ('mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc'
+                ' && { [ "$3" != fresh ] || rm -rf /etc/ipmasq; } && shift 3 && exec "$@"')
+
+
+def etc_upper(workdir):
+    """Where files written to /etc by the module show up (the overlay's upper layer)."""
+    return Path(workdir) / "etc-overlay" / "upper"
+
+
 def run_playbook(ns, workdir, tasks, check=False, diff=False, path_prefix=None, extra_env=None):
     """Write tasks into a playbook under workdir and run it inside namespace ns.
 
@@ -89,8 +113,10 @@ def run_playbook(ns, workdir, tasks, check=False, diff=False, path_prefix=None, 
         "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
         "ANSIBLE_HOME": str(home),
         "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
-        "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+        "ANSIBLE_REMOTE_TEMP": str(home / "tmp"),
+        "ANSIBLE_PYTHON_INTERPRETER": module_python(),
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "ANSIBLE_PIPELINING": "true",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
     })
@@ -99,7 +125,13 @@ def run_playbook(ns, workdir, tasks, check=False, diff=False, path_prefix=None, 
     if extra_env:
         env.update(extra_env)
 
-    argv = [ansible_playbook_bin(), "-i", "localhost,", "-c", "local", str(book)]
+    upper = etc_upper(workdir)
+    work = upper.parent / "work"
+    fresh = not upper.exists()
+    upper.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    argv = ["sh", "-c", _SANDBOX_ETC, "sh", upper, work, "fresh" if fresh else "reused",
+            ansible_playbook_bin(), "-i", "localhost,", "-c", "local", str(book)]
     if check:
         argv.append("--check")
     if diff:
@@ -129,12 +161,28 @@ class NatRules:
         self.workdir = workdir
         self.backend = backend
 
-    def task(self, state="merged", config=None, **options):
+    def task(self, state="merged", config=None, check=None, diff=None, env=None, register=None,
+             **options):
+        """A module task; check/diff/env/register become task keywords, the rest module options."""
         args = {"backend": self.backend, "state": state}
         if config is not None:
             args["config"] = config
         args.update(options)
-        return nat_rules_task(args)
+        task = nat_rules_task(args)
+        for keyword, value in (("check_mode", check), ("diff", diff), ("environment", env),
+                               ("register", register)):
+            if value is not None:
+                task[keyword] = value
+        return task
+
+    @staticmethod
+    def snapshot(register=None):
+        """A task that dumps every rule of the namespace; read it with ``Snapshot.parse``."""
+        task = {"name": "snapshot of all rules", "ansible.builtin.shell": SNAPSHOT_COMMAND,
+                "changed_when": False}
+        if register:
+            task["register"] = register
+        return task
 
     def play(self, *tasks, **kw):
         return run_playbook(self.ns, self.workdir, list(tasks), **kw)
@@ -145,7 +193,25 @@ class NatRules:
                         path_prefix=path_prefix)
         return run[0]
 
+    @property
+    def etc(self):
+        """The module's view of /etc, as far as it wrote to it."""
+        return etc_upper(self.workdir)
+
     def gathered(self):
         result = self("gathered")
         assert not result.get("failed"), result
         return result["gathered"]
+
+
+def brief(result):
+    """The parts of a module result worth reading in a failure message."""
+    keys = ("failed", "changed", "msg", "backend", "commands", "before", "after", "gathered",
+            "rendered", "parsed", "exception", "module_stderr")
+    return json.dumps(dict((k, result[k]) for k in keys if k in result), indent=1, default=str)
+
+
+def ok(result):
+    """Assert a module call succeeded; return the result."""
+    assert not result.get("failed"), "module failed:\n" + brief(result)
+    return result

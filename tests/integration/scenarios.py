@@ -6,8 +6,8 @@ from netlab import LAN_NET, LAN_NET6, LAN_SERVER
 
 WAN_IF = "wan0"
 
-MASQUERADE = [{"source": LAN_NET, "out_interface": WAN_IF, "comment": "lan out"}]
-MASQUERADE6 = [{"source": LAN_NET6, "out_interface": WAN_IF, "comment": "lan6 out"}]
+MASQUERADE = [{"source": LAN_NET, "out_interface": WAN_IF, "comment": "lan-out"}]
+MASQUERADE6 = [{"source": LAN_NET6, "out_interface": WAN_IF, "comment": "lan6-out"}]
 
 PORT_FORWARDS = [
     {"in_interface": WAN_IF, "protocol": "tcp", "port": 8080, "to_address": LAN_SERVER, "to_port": 80,

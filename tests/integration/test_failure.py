@@ -5,12 +5,15 @@ reads and the dry-run check (``nft -c``, ``iptables-restore --test``) to the rea
 binary and fails the chosen real apply with a kernel-like error. The module finds
 its binaries through PATH, so the shim goes first on the playbook's PATH.
 """
+import os
 import shutil
 import stat
 
 import foreign
 import pytest
 import scenarios
+from foreign import Snapshot
+from playbook import brief, ok
 from netlab import GW_WAN, LAN_SERVER, WAN_HOST, WAN_PORT
 
 KERNEL_ERRORS = {
@@ -81,40 +84,37 @@ def _target():
     return config
 
 
-def _owned(lab):
-    return {"nft": foreign.owned_nft(lab.gw), "iptables": foreign.owned_iptables(lab.gw)}
-
-
 @pytest.mark.parametrize("backend,failing,logging_only", [
     ("nftables", "nft", ()),
     ("iptables", "iptables-restore", ("ip6tables-restore",)),
     ("iptables", "ip6tables-restore", ("iptables-restore",)),
 ], ids=["nft-apply", "iptables-restore-apply", "ip6tables-restore-after-v4"])
 def test_failed_apply_keeps_previous_ruleset(lab, nat, tmp_path, failing, logging_only):
-    applied = nat("merged", _base())
-    assert not applied.get("failed") and applied["changed"], applied
-    start = _owned(lab)
-    assert any(start.values())
-
     shims = tmp_path / "shims"
     shims.mkdir()
     log = make_shim(shims, failing, fail_at=1)
     other_logs = [make_shim(shims, tool, fail_at=0) for tool in logging_only]
+    shim_path = {"PATH": "%s:%s" % (shims, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))}
 
-    result = nat("merged", _target(), path_prefix=shims)
+    run = nat.play(nat.task("merged", _base()), nat.snapshot(),
+                   nat.task("merged", _target(), env=shim_path), nat.snapshot(),
+                   nat.task("merged", _target()))
+    applied, start, result, end, retried = run[0], ok(run[1]), run[2], ok(run[3]), run[4]
+    assert ok(applied)["changed"] is True
     calls = log.read_text() if log.exists() else ""
+    others = "\n".join(p.read_text() for p in other_logs if p.exists())
     assert "APPLY 1 FAILED" in calls, "the injected failure was never reached; calls:\n%s\nresult: %s" % (
-        calls, result)
-    assert result.get("failed") is True, result
-    assert KERNEL_ERRORS[failing] in result.get("msg", "") + result.get("stderr", ""), result
+        calls, brief(result))
 
-    assert _owned(lab) == start, "previous ruleset not restored; shim calls:\n%s\n%s" % (
-        calls, "\n".join(p.read_text() for p in other_logs if p.exists()))
-    foreign.assert_intact(lab)
-    assert lab.probe(lab.wan, "tcp", GW_WAN, 8080).server == "lansrv"
-    assert lab.probe(lab.lan, "tcp", WAN_HOST, WAN_PORT).peer_ip == GW_WAN
+    assert result.get("failed") is True, brief(result)
+    assert KERNEL_ERRORS[failing] in result.get("msg", ""), brief(result)
+    before, after = Snapshot.parse(start["stdout"]), Snapshot.parse(end["stdout"])
+    assert foreign.owned(before)["nft" if nat.backend == "nftables" else "iptables"]
+    assert foreign.owned(after) == foreign.owned(before), \
+        "previous ruleset not restored; shim calls:\n%s\n%s" % (calls, others)
+    foreign.assert_intact(lab, "by the failed run", snapshot=after)
 
-    # Once the kernel cooperates again, the same task converges.
-    retried = nat("merged", _target())
-    assert not retried.get("failed") and retried["changed"], retried
+    # Once the kernel cooperates again, the same task converges, and traffic follows.
+    assert ok(retried)["changed"] is True
     assert lab.probe(lab.wan, "tcp", GW_WAN, 8090).server == "lansrv"
+    assert lab.probe(lab.lan, "tcp", WAN_HOST, WAN_PORT).peer_ip == GW_WAN

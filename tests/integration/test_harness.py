@@ -3,6 +3,8 @@
 If the lab let traffic through without NAT, or the foreign-rule capture missed
 a change, every module test would pass for the wrong reason.
 """
+import os
+
 import foreign
 import netlab
 from netlab import GW_WAN, LAN_CLIENT, LAN_SERVER, WAN_HOST, WAN_PORT
@@ -68,7 +70,7 @@ def test_foreign_capture_ignores_ours_and_sees_theirs(lab):
 
 
 def test_teardown_leaves_no_namespace():
-    built = netlab.Lab("imqselftest%d" % __import__("os").getpid())
+    built = netlab.Lab("imq%dxself" % os.getpid())
     try:
         built.build()
     finally:

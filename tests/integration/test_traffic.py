@@ -1,14 +1,14 @@
 """Real packets through a gateway configured by nat_rules, for both backends."""
 import foreign
 import scenarios
+from playbook import ok
 from netlab import (GW_LAN, GW_WAN, GW_WAN6, LAN_CLIENT, LAN_SERVER, WAN_HOST, WAN_HOST6,
                     WAN_PORT, WAN_PORT6)
 
 
 def _applied(nat, config):
-    result = nat("merged", config)
-    assert not result.get("failed"), result
-    assert result["changed"] is True, result
+    result = ok(nat("merged", config))
+    assert result["changed"] is True
     return result
 
 
@@ -18,17 +18,11 @@ def _assert_reply(reply, server, peer_ip):
 
 
 def test_masquerade_shows_gateway_address(lab, nat):
-    _applied(nat, {"masquerade": scenarios.MASQUERADE})
-    for proto in ("tcp", "udp"):
-        _assert_reply(lab.probe(lab.lan, proto, WAN_HOST, WAN_PORT), "wan", GW_WAN)
-    foreign.assert_intact(lab)
-
-
-def test_ipv6_masquerade_shows_gateway_address(lab, nat):
     _applied(nat, {"masquerade": scenarios.MASQUERADE + scenarios.MASQUERADE6})
     for proto in ("tcp", "udp"):
-        _assert_reply(lab.probe(lab.lan, proto, WAN_HOST6, WAN_PORT6), "wan6", GW_WAN6)
         _assert_reply(lab.probe(lab.lan, proto, WAN_HOST, WAN_PORT), "wan", GW_WAN)
+    for proto in ("tcp", "udp"):
+        _assert_reply(lab.probe(lab.lan, proto, WAN_HOST6, WAN_PORT6), "wan6", GW_WAN6)
     foreign.assert_intact(lab)
 
 
