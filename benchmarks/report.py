@@ -214,18 +214,16 @@ def plot(out, path):
         if xs:
             ax.plot(xs, ys, line, color=color, marker=marker, label=name)
     measured_n = out["settings"]["builtin_rules"]
-    for key, name, line in (("builtin_loop_%d_s", "builtin iptables loop", "-"),
-                            ("builtin_loop_%d_rerun_s", "builtin loop re-run", "--")):
-        t = out.get(key % measured_n, out.get(key % 200))
+    for key, name, line in (("builtin_loop_%d_s", "builtin iptables loop", ":"),
+                            ("builtin_loop_%d_rerun_s", "builtin loop re-run", "-.")):
+        t = out.get(key % measured_n)
         if t is None:
             continue
         # Each rule is one more module run: the loop grows linearly from the floor.
         per_rule = (t - floor) / measured_n
-        ax.plot([measured_n], [t], marker="D", color="C3", linestyle="none")
         xs = [measured_n, 10000]
-        ax.plot(xs, [floor + per_rule * n for n in xs], line, color="C3", alpha=0.6,
-                label="%s (measured at %d, dotted: linear extrapolation)" % (name, measured_n)
-                if line == "-" else name)
+        ax.plot(xs, [floor + per_rule * n for n in xs], line, color="C3", marker="D",
+                markevery=[0], label="%s (measured at %d, then linear)" % (name, measured_n))
     ax.axhline(floor, color="grey", linewidth=1)
     ax.text(11000, floor * 1.08, "floor: one trivial task %.2f s" % floor, color="grey",
             fontsize=8, ha="right")
@@ -317,11 +315,13 @@ def write_doc(out, path, png):
         if quick and key in ("builtin_loop_200_s", "builtin_loop_200_rerun_s"):
             desc += " (**extrapolated**: the 50-rule time x4)"
             n = len(out["samples"].get(key.replace("200", "50"), ()))
-        if key.startswith("nat_rules_") and "_s" in key and out[key] is not None \
-                and not key.startswith("nat_rules_10k") and "1k" not in key:
-            desc += "; floor + %.2f s" % (out[key] - floor)
-        rows.append(("`%s`" % key, fmt(key, out[key]), n or "", desc))
-    parts.append(_table(rows, ("figure", "value", "runs", "what")) + "\n")
+        if key.startswith("nat_rules_200") and out[key] is not None:
+            desc += "; floor %s %.2f s" % ("+" if out[key] >= floor else "-", abs(out[key] - floor))
+        values = out["samples"].get(key)
+        spread = "%s - %s" % (fmt(key, min(values)), fmt(key, max(values))) \
+            if values and len(values) > 1 else ""
+        rows.append(("`%s`" % key, fmt(key, out[key]), n or "", spread, desc))
+    parts.append(_table(rows, ("figure", "median", "runs", "range", "what")) + "\n")
     if out.get("fleet_note"):
         parts.append("Fleet figures: %s.\n" % out["fleet_note"])
 
@@ -395,13 +395,15 @@ def analysis_text(out):
         % (fmt("s", out["builtin_loop_200_s"]), fmt("s", out["builtin_loop_200_rerun_s"]),
            fmt("s", nft200), fmt("s", ipt200), out["speedup_vs_builtin_200"],
            out["speedup_vs_builtin_200_rerun"]))
+    rest = nft200 - floor - out.get("raw_200_s_nft", 0)
     lines.append(
         "- **Against the floor.** Of the %s a 200-forward nat_rules run takes, %s is the "
         "ansible-playbook floor; the kernel tool alone needs %s. What is left (%s) is the "
         "module: AnsiballZ transfer and start, argument validation, reading the ruleset, "
         "planning, `nft -c` before `nft -f`, and returning before/after."
         % (fmt("s", nft200), fmt("s", floor), fmt("s", out.get("raw_200_s_nft")),
-           fmt("s", nft200 - floor - out.get("raw_200_s_nft", 0))))
+           fmt("s", rest) if rest > 0 else "nothing measurable: less than the run-to-run "
+           "noise of the floor"))
     if out.get("conn_rate_10_fwd_nft") and out.get("conn_rate_10k_fwd_nft"):
         text = ("- **Per-packet cost.** With nftables the forwards live in one map, so the "
                 "connection rate with 10,000 forwards is %.0f%% of the rate with 10"
