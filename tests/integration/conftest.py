@@ -108,4 +108,3 @@ def backend(request):
 @pytest.fixture
 def nat(lab, tmp_path, backend):
     return NatRules(lab.gw, tmp_path, backend)
-

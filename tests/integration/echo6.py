@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """ipmasq_echo on IPv6: the same server, listening on ``::`` instead of 0.0.0.0.
 
 The echo tool's server classes are IPv4 only; switching their address family is

@@ -215,7 +215,7 @@ class Lab:
     def _wait_listening(ns, tcp, udp, attempts=100, pause=0.05):
         want_tcp = {int(p) for p in tcp}
         want_udp = {int(p) for p in udp}
-        for _ in range(attempts):
+        for _attempt in range(attempts):
             got_tcp = _ports(ns.out("ss", "-Hltn"))
             got_udp = _ports(ns.out("ss", "-Hlun"))
             if want_tcp <= got_tcp and want_udp <= got_udp:

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from foreign import SNAPSHOT_COMMAND
-from netlab import REPO, CommandError, run
+from netlab import REPO, CommandError
 
 MODULE = "ipmasq.gateway.nat_rules"
 PLAYBOOK_TIMEOUT = 180

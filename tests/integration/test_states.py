@@ -90,7 +90,8 @@ def test_deleted_given_rules_removes_only_those(lab, nat):
     run = nat.play(nat.task("merged", scenarios.full()),
                    nat.task("deleted", {"port_forwards": [scenarios.PORT_FORWARDS[0]]}),
                    nat.task("gathered"))
-    _, deleted, gathered = (ok(r) for r in run)
+    deleted, gathered = ok(run[1]), ok(run[2])
+    assert ok(run[0])["changed"] is True
     assert deleted["changed"] is True
     want = scenarios.full()
     want["port_forwards"] = want["port_forwards"][1:]
@@ -127,10 +128,10 @@ def test_foreign_rules_survive_every_state(lab, nat):
         ("deleted", nat.task("deleted")),
     ]
     tasks = []
-    for _, task in steps:
+    for _step, task in steps:
         tasks += [task, nat.snapshot()]
     run = nat.play(*tasks)
-    for index, (step, _) in enumerate(steps):
+    for index, (step, _task) in enumerate(steps):
         result, snap = run[2 * index], run[2 * index + 1]
         assert bool(result.get("failed")) == (step == "failed"), "%s: %s" % (step, brief(result))
         if step != "failed":

@@ -37,7 +37,7 @@ def test_bad_input_fails_with_field_and_value_and_changes_nothing(lab, nat):
     # One playbook: the good config, a snapshot, every bad input (ignore_errors keeps
     # the play going), and a snapshot after them.
     tasks = [nat.task("merged", scenarios.full()), nat.snapshot()]
-    tasks += [nat.task("merged", copy.deepcopy(cfg)) for cfg, _ in BAD_INPUTS]
+    tasks += [nat.task("merged", copy.deepcopy(cfg)) for cfg, _words in BAD_INPUTS]
     run = nat.play(*(tasks + [nat.snapshot()]))
     assert ok(run[0])["changed"] is True
     problems = []
