@@ -83,7 +83,7 @@ lint: venv collection-link
 # ANSIBLE_TEST_CONTENT_ROOT keeps it from taking the enclosing checkout (where .build is
 # ignored) as the source tree. Its test virtualenvs are bootstrapped from get-pip.py on a host
 # CI cannot reach; scripts/ansible-test-get-pip.py stands in, with pip from PyPI.
-sanity: venv
+sanity: deps venv
 	rm -rf $(BUILD)/sanity
 	mkdir -p $(SANITY_ROOT)
 	git ls-files -z --cached --others --exclude-standard \
@@ -113,7 +113,7 @@ build-check: build
 unit: venv collection-link
 	PYTHONPATH=$(BUILD)/collections pytest tests/unit
 
-integration: venv collection-link
+integration: deps venv collection-link
 	pytest tests/integration
 
 molecule: venv collection-link image
