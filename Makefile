@@ -25,10 +25,9 @@ export CONTAINERS_CONF := $(CURDIR)/containers.conf
 export DEBIAN_FRONTEND := noninteractive
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
-ifndef IPMASQ_IMAGE
-IPMASQ_IMAGE := $(shell scripts/build-image.sh --print-ref)
-endif
-export IPMASQ_IMAGE
+# Always the checkout's recipe (a stale value in the environment would point at an old tag);
+# `make IPMASQ_IMAGE=...` still overrides it.
+export IPMASQ_IMAGE := $(shell scripts/build-image.sh --print-ref)
 
 # Molecule scenarios: every molecule/*/molecule.yml, or only SCENARIO=name.
 SCENARIOS := $(if $(SCENARIO),$(SCENARIO),$(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
