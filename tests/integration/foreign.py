@@ -249,6 +249,13 @@ def owned(source):
     return {"nft": owned_nft(snap), "iptables": owned_iptables(snap)}
 
 
+def whole(source):
+    """Every rule in the namespace, ours included, with only packet counters masked."""
+    snap = _snap(source)
+    return {"nft list ruleset": normalise_nft(snap.nft), "iptables-save": normalise_save(snap.ipt4),
+            "ip6tables-save": normalise_save(snap.ipt6)}
+
+
 def changes(before, after):
     """Unified diffs of the captures that differ, "" when all are equal."""
     out = []

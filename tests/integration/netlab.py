@@ -42,6 +42,7 @@ WAN_PORT = 7000
 WAN_PORT6 = 7006
 LAN_TCP_PORTS = (80, 9000, 9001, 9002)
 LAN_UDP_PORTS = (53,)
+LAN_UDP_ALT_PORT = 54  # a second UDP service on the LAN server, answering as "lansrv54"
 
 # Echo servers die on their own after this long, even if teardown never runs.
 SERVER_LIFETIME = 900
@@ -196,8 +197,9 @@ class Lab:
         self.start_echo(self.wan, "wan", tcp=[WAN_PORT], udp=[WAN_PORT])
         self.start_echo(self.wan, "wan6", tcp=[WAN_PORT6], udp=[WAN_PORT6], script=ECHO6)
         self.start_echo(self.srv, "lansrv", tcp=LAN_TCP_PORTS, udp=LAN_UDP_PORTS)
+        self.start_echo(self.srv, "lansrv54", udp=[LAN_UDP_ALT_PORT])
         for ns, tcp, udp in ((self.wan, [WAN_PORT, WAN_PORT6], [WAN_PORT, WAN_PORT6]),
-                             (self.srv, LAN_TCP_PORTS, LAN_UDP_PORTS)):
+                             (self.srv, LAN_TCP_PORTS, LAN_UDP_PORTS + (LAN_UDP_ALT_PORT,))):
             self._wait_listening(ns, tcp, udp)
 
     def start_echo(self, ns, name, tcp=(), udp=(), script=ECHO):
@@ -223,10 +225,11 @@ class Lab:
             time.sleep(pause)
         raise CommandError("echo servers in %s did not start (tcp %s udp %s)" % (ns, want_tcp, want_udp))
 
-    def probe(self, ns, proto, host, port, timeout=2.0):
+    def probe(self, ns, proto, host, port, timeout=2.0, source_port=None):
         if not self.serving:
             self.start_servers()
-        proc = ns.run(sys.executable, PROBE, proto, host, port, "--timeout", timeout,
+        extra = ["--source-port", source_port] if source_port else []
+        proc = ns.run(sys.executable, PROBE, proto, host, port, "--timeout", timeout, *extra,
                       check=False, timeout=timeout + 15)
         return Probe(proc)
 

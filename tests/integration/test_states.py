@@ -46,8 +46,9 @@ def test_check_mode_plans_exactly_what_the_real_run_applies(lab, nat):
 
     assert planned["changed"] is True and planned["commands"], brief(planned)
     assert planned.get("diff"), "check + diff mode returned no diff: %s" % brief(planned)
-    assert foreign.owned(Snapshot.parse(after_check["stdout"])) == \
-        foreign.owned(Snapshot.parse(start["stdout"])), "check mode changed the kernel ruleset"
+    diff = foreign.changes(foreign.whole(Snapshot.parse(start["stdout"])),
+                           foreign.whole(Snapshot.parse(after_check["stdout"])))
+    assert not diff, "check mode changed the kernel ruleset:\n" + diff
 
     assert applied["commands"] == planned["commands"]
     assert applied["changed"] is True
