@@ -4,7 +4,7 @@ import copy
 import foreign
 import pytest
 import scenarios
-from playbook import NatRules, ok
+from playbook import NatRules, brief, ok
 from scenarios import normalise
 
 
@@ -24,12 +24,16 @@ def _ruleset(ns):
     return ns.out("nft", "list", "ruleset") + ns.out("iptables-save") + ns.out("ip6tables-save")
 
 
-def test_gathered_returns_what_was_applied(lab, nat):
+def test_gathered_returns_what_was_applied(lab, nat, backend):
     config = _config()
-    run = nat.play(nat.task("merged", config), nat.task("gathered"))
-    merged, gathered = ok(run[0]), ok(run[1])
+    run = nat.play(nat.task("merged", config), nat.task("gathered"), nat.task("gathered", backend="auto"))
+    merged, gathered, auto = ok(run[0]), ok(run[1]), ok(run[2])
     assert merged["changed"] is True and gathered["changed"] is False
+    assert gathered["backend"] == backend
     assert normalise(gathered["gathered"]) == normalise(config)
+    # nft works in the lab, so auto picks it (and sees our rules only if they live there).
+    assert auto["backend"] == "nftables", brief(auto)
+    assert (normalise(auto["gathered"]) == normalise(config)) == (backend == "nftables")
     foreign.assert_intact(lab)
 
 
