@@ -74,7 +74,7 @@ PLAYBOOKS = {
         backend: "{{ bench_backend }}"
         state: replaced
         persist: false
-        config: "{{ bench_config }}"
+        config: "{{ lookup('ansible.builtin.file', bench_config_file) | from_json }}"
 """,
     "builtin.yml": """\
 - name: Port forwards with ansible.builtin.iptables, one task run per rule
@@ -90,7 +90,7 @@ PLAYBOOKS = {
         destination_port: "{{ item.port }}"
         jump: DNAT
         to_destination: "{{ item.to_address }}:{{ item.to_port }}"
-      loop: "{{ bench_config.port_forwards }}"
+      loop: "{{ (lookup('ansible.builtin.file', bench_config_file) | from_json).port_forwards }}"
 """,
     "render.yml": """\
 - name: Render the benchmark rulesets with nat_rules state=rendered
@@ -101,7 +101,7 @@ PLAYBOOKS = {
       ipmasq.gateway.nat_rules:
         state: rendered
         backend: "{{ item.backend }}"
-        config: "{{ (lookup('ansible.builtin.file', item.vars) | from_json).bench_config }}"
+        config: "{{ lookup('ansible.builtin.file', item.config) | from_json }}"
       loop: "{{ bench_renders }}"
       loop_control:
         label: "{{ item.dest }}"
@@ -157,15 +157,18 @@ class Bench:
         self.module_env = dict(self.env, PYTHONPATH=self.env["ANSIBLE_COLLECTIONS_PATH"])
 
     # ------------------------------------------------------------ plumbing
-    def vars_file(self, count):
-        return WORK / ("pf_%d.json" % count)
+    def config_file(self, count):
+        """The ``config`` of nat_rules with ``count`` forwards, as JSON."""
+        return WORK / ("config_%d.json" % count)
 
     def rendered(self, backend, count):
         return WORK / ("rendered_%s_%d.txt" % (backend, count))
 
-    def playbook(self, ns, name, vars_file=None, extra=None, expect_changed=None):
+    def playbook(self, ns, name, config=None, extra=None, expect_changed=None, vars_file=None):
         argv = [self.ansible_playbook, "-i", "localhost,", "-c", "local",
                 "-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
+        if config:
+            argv += ["-e", "bench_config_file=%s" % self.config_file(config)]
         for key, value in (extra or {}).items():
             argv += ["-e", "%s=%s" % (key, value)]
         if vars_file:
@@ -200,9 +203,11 @@ class Bench:
             (WORK / name).write_text(text)
         counts = {10, 200, self.cfg["builtin_rules"]} | set(self.cfg["nat_counts"])
         for count in sorted(counts):
-            self.vars_file(count).write_text(json.dumps(
-                {"bench_config": {"port_forwards": forwards(count)}}))
-        renders = [{"backend": b, "vars": str(self.vars_file(n)), "dest": str(self.rendered(b, n))}
+            self.config_file(count).write_text(json.dumps({"port_forwards": forwards(count)}))
+        (WORK / "vars_10000.json").write_text(json.dumps(
+            {"bench_config": {"port_forwards": forwards(10000)}}))
+        renders = [{"backend": b, "config": str(self.config_file(n)),
+                    "dest": str(self.rendered(b, n))}
                    for b in BACKENDS for n in (10, 200, 10000)
                    if n < 10000 or b in self.cfg["big_backends"]]
         for old in WORK.glob("rendered_*"):
@@ -211,7 +216,7 @@ class Bench:
         ns = self.labs.namespace("render")
         try:
             # Also the warm-up: the first run compiles and caches what later runs reuse.
-            seconds = self.playbook(ns, "render.yml", WORK / "renders.json")
+            seconds = self.playbook(ns, "render.yml", vars_file=WORK / "renders.json")
         finally:
             self.labs.delete(ns)
         self.say("rendered %d scripts with state=rendered in %.2f s (not a figure)"
@@ -255,7 +260,7 @@ class Bench:
         """The floor plus loading the 10,000-forward vars file (nothing uses it)."""
         ns = self.labs.namespace("gw")
         try:
-            seconds = self.playbook(ns, "floor.yml", self.vars_file(10000))
+            seconds = self.playbook(ns, "floor.yml", vars_file=WORK / "vars_10000.json")
         finally:
             self.labs.delete(ns)
         self.add("floor_10k_vars_s", seconds)
@@ -265,10 +270,10 @@ class Bench:
         ns = self.labs.namespace("gw")
         extra = {"bench_backend": backend}
         try:
-            apply_s = self.playbook(ns, "nat_rules.yml", self.vars_file(count), extra, True)
+            apply_s = self.playbook(ns, "nat_rules.yml", count, extra, True)
             if first:
                 self.check_count(ns, backend, count)
-            rerun_s = self.playbook(ns, "nat_rules.yml", self.vars_file(count), extra, False)
+            rerun_s = self.playbook(ns, "nat_rules.yml", count, extra, False)
         finally:
             self.labs.delete(ns)
         short = BACKENDS[backend]
@@ -280,10 +285,10 @@ class Bench:
     def job_builtin(self, count, first):
         ns = self.labs.namespace("gw")
         try:
-            apply_s = self.playbook(ns, "builtin.yml", self.vars_file(count), None, True)
+            apply_s = self.playbook(ns, "builtin.yml", count, None, True)
             if first:
                 self.check_count(ns, "iptables", count, chain="PREROUTING")
-            rerun_s = self.playbook(ns, "builtin.yml", self.vars_file(count), None, False)
+            rerun_s = self.playbook(ns, "builtin.yml", count, None, False)
         finally:
             self.labs.delete(ns)
         self.add("builtin_loop_%d_s" % count, apply_s)
@@ -399,7 +404,7 @@ class Bench:
         """nat_rules main() in-process at 10k forwards: plain time, then phases."""
         out = {}
         for backend in self.cfg["big_backends"]:
-            config = json.loads(self.vars_file(10000).read_text())["bench_config"]
+            config = json.loads(self.config_file(10000).read_text())
             args = WORK / ("module_args_%s.json" % backend)
             args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
                 "backend": backend, "state": "replaced", "persist": False, "config": config}}))
