@@ -145,6 +145,8 @@ class Host:
         return changed
 
     def write_files(self, files, paths):
+        if not paths:
+            return
         if not os.path.isdir(PERSIST_DIR):
             os.makedirs(PERSIST_DIR, 0o750)
         for path in paths:
