@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Load a script that nat_rules rendered with the kernel tool alone, and time only the tool.
 
     ip netns exec NS python benchmarks/kernel_apply.py nftables FILE

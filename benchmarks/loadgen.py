@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """New-connection load through a port forward: a bounded client and an accept server.
 
     loadgen.py server --port 7000

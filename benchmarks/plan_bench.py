@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The pure planning step of nat_rules at scale, in-process, with no host.
 
     PYTHONPATH=.build/collections python benchmarks/plan_bench.py --rules 100000 --changed 0.01
@@ -95,7 +94,7 @@ def main():
     out["render_full_s"], text = timed(codec.render_full, state)
     out["parse_s"], have = timed(codec.parse, text)
     samples = []
-    for _ in range(args.repeats):
+    for _repeat in range(args.repeats):
         seconds, (before, after, _want, commands) = timed(
             plan.plan_change, codec, "replaced", have, new)
         samples.append(seconds)
@@ -103,8 +102,8 @@ def main():
     out["plan_change_s"] = statistics.median(samples)
     out["commands"] = len(commands)
     out["command_bytes"] = sum(len(c) for c in commands)
-    out["changed_forwards"] = sum(1 for a, b in zip(before["port_forwards"],
-                                                      after["port_forwards"]) if a != b)
+    out["changed_forwards"] = sum(
+        1 for a, b in zip(before["port_forwards"], after["port_forwards"]) if a != b)
     try:
         out["phases_s"] = phases(codec, have, new)
     except (AttributeError, TypeError) as exc:  # plan's helpers were renamed: skip the split

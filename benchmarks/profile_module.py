@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run nat_rules once in-process (no ansible-playbook) and say where its time goes.
 
     ip netns exec NS python benchmarks/profile_module.py ARGS.json [--top 20]

@@ -2,6 +2,7 @@
 the plot. Pure formatting: nothing here measures or touches a host."""
 import json
 import os
+import re
 
 FLEET_NOTE = ("not measured: converging N gateway containers with playbooks/site.yml needs a "
               "way to start N containers and an inventory for them (scripts/lab.sh with a "
@@ -163,11 +164,11 @@ def print_summary(out):
         if key in out:
             print("  %-32s %s" % (key, fmt(key, out[key])))
     if out.get("conn_rate_10_fwd_nft") and out.get("conn_rate_10k_fwd_nft"):
-        print("  nft 10k/10 connection rate: %.2f" % (out["conn_rate_10k_fwd_nft"]
-                                                   / out["conn_rate_10_fwd_nft"]))
+        print("  nft 10k/10 connection rate: %.2f"
+              % (out["conn_rate_10k_fwd_nft"] / out["conn_rate_10_fwd_nft"]))
     if out.get("conn_rate_10_fwd_iptables") and out.get("conn_rate_10k_fwd_iptables"):
-        print("  iptables 10k/10 connection rate: %.3f" % (out["conn_rate_10k_fwd_iptables"]
-                                                        / out["conn_rate_10_fwd_iptables"]))
+        print("  iptables 10k/10 connection rate: %.3f"
+              % (out["conn_rate_10k_fwd_iptables"] / out["conn_rate_10_fwd_iptables"]))
     print("\ntargets (a benchmark, not a test: a miss is reported, not failed):")
     for row in out["targets"]:
         print("  %-4s %-32s %-14s target %s%s" % (
@@ -257,7 +258,7 @@ def plot(out, path):
 # ---------------------------------------------------------------- docs/benchmarks.md
 
 def _table(rows, header):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -335,6 +336,10 @@ def write_doc(out, path, png):
 
     parts.append(method_text(out))
     parts.append(analysis_text(out))
+    findings = os.path.join(os.path.dirname(os.path.abspath(__file__)), "findings.md")
+    if os.path.exists(findings):
+        with open(findings) as handle:
+            parts.append(handle.read())
     with open(path, "w") as handle:
         handle.write("\n".join(parts))
 
@@ -424,6 +429,15 @@ def analysis_text(out):
     return "\n".join(lines) + "\n"
 
 
+def _pretty(name):
+    """cProfile's names for built-ins, readable: ``~:<built-in method x>`` -> ``x (built-in)``."""
+    name = re.sub(r" of type object at 0x[0-9a-f]+", "", name)
+    match = re.match(r"~:<(?:built-in method|method) '?([^'>]+)'?(?: of '([^']+)' objects)?>$", name)
+    if match:
+        return "%s%s (built-in)" % (match.group(2) + "." if match.group(2) else "", match.group(1))
+    return name
+
+
 def _mb(n):
     return "%.1f MB" % (n / 1e6)
 
@@ -467,7 +481,7 @@ def where_time_goes(out):
         for name in sorted(prof):
             top = prof[name]["profile"]["top"][:8]
             parts.append("- %s: %s" % (name.replace("_", " "), "; ".join(
-                "`%s` %.2f s (%d calls)" % (t["function"], t["tottime"], t["calls"])
+                "`%s` %.2f s (%d calls)" % (_pretty(t["function"]), t["tottime"], t["calls"])
                 for t in top)))
         parts.append("")
     diff = extra.get("diff_100k")
@@ -484,9 +498,6 @@ def where_time_goes(out):
                 diff["build_config_s"], diff["parse_s"], diff["render_full_s"]))
         if diff.get("profile"):
             parts.append("Hottest functions of one plan_change (cProfile, own time): %s.\n" % "; ".join(
-                "`%s` %.2f s (%d calls)" % (t["function"], t["tottime"], t["calls"])
+                "`%s` %.2f s (%d calls)" % (_pretty(t["function"]), t["tottime"], t["calls"])
                 for t in diff["profile"][:10]))
-    notes = extra.get("notes")
-    if notes:
-        parts.extend(notes)
     return "\n".join(parts)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmarks of ipmasq.gateway.nat_rules against a loop of ansible.builtin.iptables tasks
 and against the kernel tools alone.
 
@@ -362,7 +361,7 @@ class Bench:
         lab.run(gw.argv(self.python, HERE / "kernel_apply.py", backend,
                         self.rendered(backend, count)))
         self.check_count(gw, backend, count)
-        for _ in range(50):  # wait for the server; the probe also proves the forward works
+        for _attempt in range(50):  # wait for the server; the probe also proves the forward works
             probe = self.client(cli, count, 5, 2.0)
             if probe["connections"] == 5:
                 break
@@ -515,13 +514,30 @@ def environment(mode):
     }
 
 
+def write_docs(out):
+    png = REPO / "docs" / "benchmarks.png"
+    png.parent.mkdir(exist_ok=True)
+    if ensure_matplotlib():
+        report.plot(out, png)
+    else:
+        png = None
+        print("matplotlib could not be installed: no plot", file=sys.stderr)
+    report.write_doc(out, REPO / "docs" / "benchmarks.md", png)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the short run (under 3 minutes)")
     ap.add_argument("--no-docs", action="store_true",
                     help="print and write results.json only; leave docs/ alone")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: rewrite docs/ from benchmarks/results.json")
     args = ap.parse_args()
+    if args.report_only:
+        with open(HERE / "results.json") as handle:
+            write_docs(json.load(handle))
+        return
     if os.geteuid() != 0:
         sys.exit("run.py needs root: it creates network namespaces")
     for tool in ("ip", "nft", "iptables-restore", "iptables-save", "conntrack"):
@@ -558,14 +574,7 @@ def main():
     report.print_summary(out)
     report.write_json(out, HERE / "results.json")
     if not args.no_docs:
-        png = REPO / "docs" / "benchmarks.png"
-        png.parent.mkdir(exist_ok=True)
-        if ensure_matplotlib():
-            report.plot(out, png)
-        else:
-            png = None
-            print("matplotlib could not be installed: no plot", file=sys.stderr)
-        report.write_doc(out, REPO / "docs" / "benchmarks.md", png)
+        write_docs(out)
     bench.say("done in %.0f s" % env["duration_s"])
 
 
