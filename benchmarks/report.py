@@ -287,6 +287,12 @@ def write_doc(out, path, png):
         "```\nmake bench            # full run: %s\nmake bench QUICK=1    # under 3 minutes\n```\n"
         % "about 10-15 minutes on 2 cores")
     parts.append(
+        "A full run rewrites `benchmarks/results.json`, this page and `docs/benchmarks.png`. A "
+        "quick run (the builtin loop with 50 rules, its 200-rule figures extrapolated x4, fewer "
+        "repeats, no iptables 10,000-forward figures, no profile) writes the same three files "
+        "into `benchmarks/.work/quick/` instead. `benchmarks/run.py --report-only` rewrites "
+        "this page and the plot from `benchmarks/results.json`.\n")
+    parts.append(
         "It needs root, `nft`, `iptables`, `conntrack` and `ip` (`make deps`). Every rule is "
         "applied inside network namespaces that the script creates and deletes (in `finally`), "
         "and traffic flows only between them; the machine's own rules are never touched. "

@@ -4,11 +4,14 @@ and against the kernel tools alone.
     make bench              # full run, about 10-15 minutes on 2 cores
     make bench QUICK=1      # under 3 minutes: fewer rules for the builtin loop, fewer repeats
 
+A full run rewrites benchmarks/results.json, docs/benchmarks.md and docs/benchmarks.png; a
+quick run writes the same three into benchmarks/.work/quick/ and leaves those alone.
+
 Needs root, nft, iptables, conntrack and iproute2. Everything that touches rules runs in
 network namespaces this script creates (``lab.py``) and deletes in ``finally``; traffic
 flows only between them. Each figure is the median of several runs, and figures that
 are compared are measured in the same run, round-robin, so a busy machine slows all of
-them alike. Writes benchmarks/results.json, docs/benchmarks.md and docs/benchmarks.png.
+them alike.
 """
 import argparse
 import datetime
@@ -519,15 +522,16 @@ def environment(mode):
     }
 
 
-def write_docs(out):
-    png = REPO / "docs" / "benchmarks.png"
-    png.parent.mkdir(exist_ok=True)
+def write_docs(out, doc_dir):
+    png = doc_dir / "benchmarks.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
     if ensure_matplotlib():
         report.plot(out, png)
     else:
         png = None
         print("matplotlib could not be installed: no plot", file=sys.stderr)
-    report.write_doc(out, REPO / "docs" / "benchmarks.md", png)
+    report.write_doc(out, doc_dir / "benchmarks.md", png)
+    print("wrote %s" % (doc_dir / "benchmarks.md"))
 
 
 def main():
@@ -541,7 +545,7 @@ def main():
     args = ap.parse_args()
     if args.report_only:
         with open(HERE / "results.json") as handle:
-            write_docs(json.load(handle))
+            write_docs(json.load(handle), REPO / "docs")
         return
     if os.geteuid() != 0:
         sys.exit("run.py needs root: it creates network namespaces")
@@ -577,9 +581,13 @@ def main():
     env["duration_s"] = round(time.perf_counter() - started, 1)
     out = report.assemble(res, bench.samples, bench.extra, env, bench.cfg)
     report.print_summary(out)
-    report.write_json(out, HERE / "results.json")
+    # The committed results and docs come from full runs; a quick run writes beside them.
+    out_dir = WORK / "quick" if args.quick else HERE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.write_json(out, out_dir / "results.json")
+    print("wrote %s" % (out_dir / "results.json"))
     if not args.no_docs:
-        write_docs(out)
+        write_docs(out, WORK / "quick" if args.quick else REPO / "docs")
     bench.say("done in %.0f s" % env["duration_s"])
 
 
