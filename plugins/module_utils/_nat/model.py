@@ -75,10 +75,17 @@ def _fail(where, field, value, why):
     raise ConfigError("%s.%s: %s (got %r)" % (where, field, why, value))
 
 
-def _interface(where, field, value, required=False):
+def _absent(where, field, value, required):
+    """True when the field is unset; an unset required field is an error."""
     if value is None or value == "":
         if required:
             _fail(where, field, value, "is required")
+        return True
+    return False
+
+
+def _interface(where, field, value, required=False):
+    if _absent(where, field, value, required):
         return None
     if not isinstance(value, str):
         _fail(where, field, value, "must be an interface name")
@@ -91,9 +98,7 @@ def _interface(where, field, value, required=False):
 
 
 def _network(where, field, value, required=False):
-    if value is None or value == "":
-        if required:
-            _fail(where, field, value, "is required")
+    if _absent(where, field, value, required):
         return None
     try:
         net = ipaddress.ip_network(str(value), strict=True)
@@ -118,17 +123,14 @@ def _unicast(where, field, value):
 
 
 def _host(where, field, value, required=True):
-    if value is None or value == "":
-        if required:
-            _fail(where, field, value, "is required")
+    if _absent(where, field, value, required):
         return None
     return str(_unicast(where, field, value))
 
 
 def _host_or_range(where, field, value):
     """An address or an inclusive range ``a.b.c.d-a.b.c.e`` (SNAT pools)."""
-    if value is None or value == "":
-        _fail(where, field, value, "is required")
+    _absent(where, field, value, required=True)
     text = str(value)
     if "-" not in text:
         return str(_unicast(where, field, text))
@@ -156,9 +158,7 @@ def format_ports(lo, hi):
 
 
 def _ports(where, field, value, required=True):
-    if value is None or value == "":
-        if required:
-            _fail(where, field, value, "is required")
+    if _absent(where, field, value, required):
         return None
     if isinstance(value, bool):
         _fail(where, field, value, "must be a port or a range like 5000-5010")
@@ -188,9 +188,7 @@ def _comment(where, value):
 
 
 def _choice(where, field, value, choices, required=True):
-    if value is None or value == "":
-        if required:
-            _fail(where, field, value, "is required")
+    if _absent(where, field, value, required):
         return None
     if value not in choices:
         _fail(where, field, value, "must be one of %s" % ", ".join(choices))
