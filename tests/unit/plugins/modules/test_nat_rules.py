@@ -305,9 +305,6 @@ def test_persist_false_writes_no_files(machine):
     assert machine.files == {}
 
 
-@pytest.mark.xfail(strict=True, reason="Host.write_files creates /etc/ipmasq before it looks at "
-                   "the list of paths, so a run with persist=false (or with nothing to write) "
-                   "still creates the directory")
 def test_persist_false_does_not_create_the_persist_directory(machine, monkeypatch, tmp_path):
     persist_dir = tmp_path / "etc-ipmasq"
     monkeypatch.setattr(host, "PERSIST_DIR", str(persist_dir))
