@@ -224,7 +224,7 @@ def parse_rule(chain, args):
             f["ct_dnat"] = "dnat" in states
             f["ct_state"] = tuple(s for s in states if s != "dnat") or None
         elif opt == "--comment":
-            f["comment"] = val
+            f["comment"] = val.replace("\\'", "'")  # iptables-save writes \' inside "..."
         elif opt in ("-j", "--jump"):
             f["verdict"] = {"CT": "helper"}.get(val, val.lower())
             if f["verdict"] not in ("accept", "drop", "reject", "masquerade", "snat", "dnat",
@@ -294,7 +294,7 @@ def parse_save(text, family, builtins=False):
             continue
         try:
             rule = parse_rule(chain, rest)
-        except (_Unknown, IndexError, ValueError):
+        except (_Unknown, AttributeError, IndexError, ValueError):
             rule = r.Rule(chain, verdict="unknown", comment=line)
         chains[chain].append(rule)
         if builtins:

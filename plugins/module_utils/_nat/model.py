@@ -36,6 +36,10 @@ HELPER_PROTOCOLS = {
     "snmp": ("udp",), "tftp": ("udp",),
 }
 
+# The kernel registers these helpers for IPv4 only (nf_conntrack_irc, _pptp, _snmp,
+# _netbios_ns): ip6tables refuses them, so they are never rendered for IPv6.
+IPV4_ONLY_HELPERS = frozenset(("irc", "netbios-ns", "pptp", "snmp"))
+
 Masquerade = namedtuple("Masquerade", "source out_interface comment")
 Snat = namedtuple("Snat", "source out_interface to_address comment")
 PortForward = namedtuple(

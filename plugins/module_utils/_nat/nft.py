@@ -339,7 +339,7 @@ def parse_json(text):
         elif kind == "rule":
             try:
                 rule = _json_rule(body["chain"], body["expr"], body.get("comment"))
-            except (_Unknown, KeyError, TypeError, ValueError):
+            except (_Unknown, AttributeError, KeyError, TypeError, ValueError):
                 rule = r.Rule(body["chain"], verdict="unknown", comment=json.dumps(body["expr"]))
             state.chains.setdefault(body["chain"], []).append(rule)
     return state._replace(objects=frozenset(objects))
@@ -441,6 +441,17 @@ def _text_elements(text):
     return out
 
 
+def _close_brace(text):
+    """Index of the first '}' outside double quotes, or -1."""
+    quoted = False
+    for index, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif char == "}" and not quoted:
+            return index
+    return -1
+
+
 def parse_text(text):
     """``nft list table inet ipmasq`` output, or a script we rendered -> State."""
     state, objects = empty_state(), set()
@@ -451,14 +462,19 @@ def parse_text(text):
         line = raw.strip()
         if pending:
             pending += " " + line
-            if "}" in line:
-                state.elements[block] = _text_elements(pending[:pending.index("}")])
+            end = _close_brace(pending)
+            if end >= 0:
+                state.elements[block] = _text_elements(pending[:end])
                 pending = ""
             continue
         if not line or line.startswith("#"):
             continue
         words = line.split()
-        if line.startswith("table ") and line.endswith("{") and words[1:3] == ["inet", "ipmasq"]:
+        if words[1:3] == ["inet", "ipmasq"] and words[0] == "table" \
+                and line not in ("table inet ipmasq {", "table inet ipmasq {}"):
+            raise r.ParseError("cannot read %r: expected 'table inet ipmasq {' on a line of "
+                               "its own, as nft list prints it" % line)
+        if line == "table inet ipmasq {":
             in_table, state = True, state._replace(present=True)
         elif line.startswith("table ") and line.endswith("{"):
             in_table = False
@@ -474,8 +490,9 @@ def parse_text(text):
             chain = block = None
         elif block and line.startswith("elements = {"):
             pending = line[line.index("{") + 1:]
-            if "}" in pending:
-                state.elements[block] = _text_elements(pending[:pending.index("}")])
+            end = _close_brace(pending)
+            if end >= 0:
+                state.elements[block] = _text_elements(pending[:end])
                 pending = ""
         elif chain and not line.startswith("type "):
             try:

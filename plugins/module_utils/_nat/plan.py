@@ -45,8 +45,12 @@ def parse_running_config(text):
         if stripped.startswith("{") or stripped.startswith("table "):
             codec, state = nft, nft.parse(text)
         else:
-            codec, state = iptables, iptables.parse(text, builtins=True)
-    except (IndexError, KeyError, TypeError, ValueError) as exc:
+            # Our own chains when the text has them; otherwise the built-in chains of a
+            # hand-made gateway (which then must hold nothing but NAT/forward rules).
+            codec, state = iptables, iptables.parse(text)
+            if not any(state.present.values()):
+                state = iptables.parse(text, builtins=True)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, rules.ParseError):
             raise
         raise rules.ParseError("not a ruleset this module can read (%s: %s)"

@@ -39,6 +39,8 @@ class ParseError(ValueError):
 
 def rule_family(rule):
     """4, 6 or None (a rule without addresses applies to both)."""
+    if rule.helper in m.IPV4_ONLY_HELPERS:
+        return 4
     return m.family_of(rule.saddr, rule.daddr, rule.to_addr)
 
 
