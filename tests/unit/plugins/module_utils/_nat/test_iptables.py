@@ -144,9 +144,6 @@ def test_combined_dump_with_an_ip6tables_marker():
     assert iptables.parse(text) == _kernel("gateway")
 
 
-@pytest.mark.xfail(strict=True, reason="iptables-save prints --comment \"it\\'s\" (backslash "
-                   "before the apostrophe); shlex keeps the backslash inside double quotes, so "
-                   "the comment never matches and the chain is rewritten on every run")
 def test_kernel_dump_with_an_apostrophe_in_a_comment():
     ruleset = ruleset_of(fixture_config("apostrophe"))
     assert read_back(iptables, _kernel("apostrophe")) == (ruleset, [])

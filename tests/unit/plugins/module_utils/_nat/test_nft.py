@@ -183,9 +183,6 @@ def test_each_helper_is_declared_with_its_kernel_name_and_reads_back(name, proto
 
 # ---------------------------------------------------------------- parse details
 
-@pytest.mark.xfail(strict=True, reason="parse_text cuts the elements block at the first '}', "
-                   "even inside a quoted element comment, and shlex then fails with 'No "
-                   "closing quotation'; nft prints such a comment unchanged")
 @pytest.mark.parametrize("comment", ["a}b", "{x}"])
 def test_map_element_comment_with_a_brace_reads_back(comment):
     ruleset = ruleset_of({"port_forwards": [{"in_interface": "eth0", "port": 80,
