@@ -301,7 +301,7 @@ def nft_apply(state, commands):
     s = _nft_copy(state)
     prefix = "inet ipmasq "
     for cmd in commands:
-        verb, _, rest = cmd.partition(" " + prefix)
+        verb, _sep, rest = cmd.partition(" " + prefix)
         if cmd == "delete table inet ipmasq":
             if not s.present:
                 raise Refused(cmd)
@@ -312,7 +312,7 @@ def nft_apply(state, commands):
             continue
         if not s.present:
             raise Refused("no table: %s" % cmd)
-        name, _, body = rest.partition(" ")
+        name, _sep, body = rest.partition(" ")
         if verb in ("add chain", "add map", "add ct helper"):
             s.objects.add((verb[4:], name))
         elif verb == "flush chain":

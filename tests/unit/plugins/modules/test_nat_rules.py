@@ -95,15 +95,18 @@ class FakeHost:
         return [c for c in self.calls if c[0] != "read" and c[-1]]
 
 
+def _delegate(fake, name):
+    def method(self, *args):
+        return getattr(fake, name)(self, *args)
+    return method
+
+
 @pytest.fixture
 def machine(monkeypatch):
     fake = FakeHost()
-    monkeypatch.setattr(host.Host, "read", lambda self, b: fake.read(self, b))
-    monkeypatch.setattr(host.Host, "apply", lambda self, b, c: fake.apply(self, b, c))
-    monkeypatch.setattr(host.Host, "persist_changes", lambda self, f: fake.persist_changes(self, f))
-    monkeypatch.setattr(host.Host, "write_files", lambda self, f, p: fake.write_files(self, f, p))
-    monkeypatch.setattr(host.Host, "conntrack_delete",
-                        lambda self, f: fake.conntrack_delete(self, f))
+    # Host methods receive the Host first; FakeHost's take it as their first argument.
+    for name in ("read", "apply", "persist_changes", "write_files", "conntrack_delete"):
+        monkeypatch.setattr(host.Host, name, _delegate(fake, name))
     monkeypatch.setattr(host.Host, "lock", lambda self, timeout=60: contextlib.nullcontext())
     return fake
 

@@ -155,8 +155,8 @@ def test_hand_typed_builtin_rules_count_only_with_builtins():
     text = "*nat\n-A POSTROUTING -s 192.168.0.0/24 -o ppp0 -j MASQUERADE\nCOMMIT\n"
     assert read_back(iptables, iptables.parse(text))[0]["masquerade"] == ()
     ruleset, foreign = read_back(iptables, iptables.parse(text, builtins=True))
-    assert ruleset == ruleset_of({"masquerade": [{"source": "192.168.0.0/24",
-                                                   "out_interface": "ppp0"}]})
+    expected = {"masquerade": [{"source": "192.168.0.0/24", "out_interface": "ppp0"}]}
+    assert ruleset == ruleset_of(expected)
     assert foreign == []
 
 

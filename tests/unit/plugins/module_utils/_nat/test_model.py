@@ -223,8 +223,8 @@ def test_error_names_the_index_of_the_bad_entry():
     pytest.param({"forward": [dict(FWD, ct_state=["related", "established"]),
                               dict(FWD, ct_state="established,related")]},
                  "forward[1]", "forward[0]", "match and action", id="forward-ct-state-order"),
-    pytest.param({"helpers": [{"helper": "ftp", "port": 21}, {"helper": "ftp", "port": "21",
-                                                               "protocol": "tcp"}]},
+    pytest.param({"helpers": [{"helper": "ftp", "port": 21},
+                              {"helper": "ftp", "port": "21", "protocol": "tcp"}]},
                  "helpers[1]", "helpers[0]", "helper, protocol and port", id="helper"),
 ])
 def test_duplicate_identity_names_both_entries_and_the_identity(config, where, first, fields):

@@ -118,11 +118,11 @@ def test_hairpin_flag_comes_from_the_loop_rule():
         {"in_interface": "ppp0", "port": 80, "to_address": "10.0.0.5", "hairpin": True},
         {"in_interface": "ppp0", "port": 81, "to_address": "10.0.0.5"}]}
     chains = rules.to_rules(ruleset_of(config))
-    ruleset, _ = rules.from_rules(chains)
+    ruleset = rules.from_rules(chains)[0]
     assert [pf.hairpin for pf in ruleset["port_forwards"]] == [True, False]
     # without its prerouting loop rule the forward is read back without hairpin
     chains["prerouting"] = [r for r in chains["prerouting"] if not r.local_dst]
-    ruleset, _ = rules.from_rules(chains)
+    ruleset = rules.from_rules(chains)[0]
     assert [pf.hairpin for pf in ruleset["port_forwards"]] == [False, False]
 
 
