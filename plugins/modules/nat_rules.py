@@ -68,6 +68,31 @@ options:
     type: str
     choices: [affected, none]
     default: affected
+  rollback_timeout:
+    description:
+      - Commit-confirm. A number of seconds above V(0) arms a timer on the host, before the
+        change is applied, that restores the previous rules unless the change is confirmed
+        in time. The timer is a detached process started by the module, so it does not
+        depend on the Ansible connection and it runs in the same network namespace.
+      - The task then confirms over a new connection to the host (see O(confirm)). If the
+        change cut the controller off, that connection fails, the timer restores the
+        previous rules and the task fails saying so.
+      - Files for O(persist) are written only when the change is confirmed.
+      - Choose a value above the connection timeout of the inventory (SSH's is 10 s).
+    type: int
+    default: 0
+  confirm:
+    description:
+      - With O(rollback_timeout), confirm the change right away over a new connection.
+      - V(false) leaves the timer armed and returns RV(rollback_token); a later task (for
+        example after health checks) confirms with O(confirm_token).
+    type: bool
+    default: true
+  confirm_token:
+    description:
+      - Confirm the pending change with this RV(rollback_token) and do nothing else. Its
+        held-back persistence files are written. Fails if the rollback already fired.
+    type: str
   config:
     description:
       - The rules, by kind. Each entry is validated (addresses with Python's C(ipaddress)).
@@ -263,6 +288,29 @@ EXAMPLES = r"""
       COMMIT
   register: migrated
 
+- name: Change the forwards with a way back - undone unless the host is still reachable
+  ipmasq.gateway.nat_rules:
+    state: replaced
+    rollback_timeout: 30
+    config:
+      port_forwards:
+        - {in_interface: ppp0, port: 443, to_address: 192.168.10.5}
+
+- name: Keep the rollback armed across health checks, then confirm
+  ipmasq.gateway.nat_rules:
+    state: merged
+    rollback_timeout: 120
+    confirm: false
+    config:
+      masquerade:
+        - {source: 192.168.20.0/24, out_interface: ppp0}
+  register: change
+
+- name: Confirm after the checks passed
+  ipmasq.gateway.nat_rules:
+    confirm_token: "{{ change.rollback_token }}"
+  when: change.rollback_token is defined
+
 - name: Remove everything this collection manages on the host
   ipmasq.gateway.nat_rules:
     state: deleted
@@ -313,6 +361,15 @@ conntrack_deleted:
   returned: when O(state) is merged, replaced, overridden or deleted
   type: list
   elements: str
+rollback_token:
+  description: Identifies the armed rollback of a change made with O(rollback_timeout).
+  returned: when O(rollback_timeout) is above 0 and the rules changed
+  type: str
+  sample: 4242-1a2b3c4d5e6f
+confirmed:
+  description: Whether the change was confirmed (commit-confirm), or the token confirmed with O(confirm_token).
+  returned: when O(rollback_timeout) or O(confirm_token) is used
+  type: raw
 gathered:
   description: The owned rules on the host, by kind.
   returned: when O(state=gathered)

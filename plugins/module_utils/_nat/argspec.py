@@ -59,4 +59,7 @@ ARGUMENT_SPEC = {
     "running_config": {"type": "str"},
     "persist": {"type": "bool", "default": True},
     "conntrack_flush": {"type": "str", "default": "affected", "choices": ["affected", "none"]},
+    "rollback_timeout": {"type": "int", "default": 0},
+    "confirm": {"type": "bool", "default": True},
+    "confirm_token": {"type": "str", "no_log": False},  # an identifier, not a secret
 }

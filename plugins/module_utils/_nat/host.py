@@ -12,9 +12,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
 import errno
 import fcntl
+import json
 import os
+import shutil
+import signal
+import subprocess
 import time
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
@@ -22,6 +27,7 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import nft
 
 LOCK_PATH = "/run/ipmasq.lock"
 PERSIST_DIR = "/etc/ipmasq"
+PENDING_DIR = "/run/ipmasq"  # commit-confirm: one folder per armed rollback
 PERSIST_FILES = {
     "nftables": {"nft": "ipmasq.nft"},
     "iptables": {4: "ipmasq.v4", 6: "ipmasq.v6"},
@@ -173,3 +179,70 @@ class Host:
             elif "0 flow entries" not in err:
                 self.module.warn("conntrack -D %s: %s" % (" ".join(args), err.strip()))
         return done
+
+    # -- commit-confirm
+    def arm_rollback(self, backend, commands, seconds):
+        """Start a detached timer that applies ``commands`` (the way back) after ``seconds``.
+
+        The timer is a child of this run, so it lives in the same network namespace and
+        does not depend on the Ansible connection. Returns its token.
+        """
+        token = "%d-%s" % (os.getpid(), binascii.hexlify(os.urandom(6)).decode())
+        folder = os.path.join(PENDING_DIR, token)
+        os.makedirs(folder, 0o700)
+        steps = []
+        if backend == "nftables":
+            path = os.path.join(folder, "rollback.nft")
+            with open(path, "w") as handle:
+                handle.write("\n".join(commands) + "\n")
+            steps.append([self._bin("nft"), "-f", path])
+        else:
+            for family, text in sorted(iptables.split_script(commands).items()):
+                path = os.path.join(folder, "rollback.v%d" % family)
+                with open(path, "w") as handle:
+                    handle.write(text)
+                steps.append([self._bin(iptables.TOOLS[family]), "-w", "--noflush", path])
+        # sleep, then run each step; paths come from this code only (no user text).
+        program = 'sleep "$1"; %s touch "%s"' % (
+            "".join("%s; " % " ".join("'%s'" % a for a in step) for step in steps),
+            os.path.join(folder, "fired"))
+        args = ["/bin/sh", "-c", program, "ipmasq-rollback", str(seconds)]
+        with open(os.devnull, "r+") as null:
+            proc = subprocess.Popen(args, stdin=null, stdout=null, stderr=null,
+                                    close_fds=True, start_new_session=True)
+        with open(os.path.join(folder, "pid"), "w") as handle:
+            handle.write(str(proc.pid))
+        return token
+
+    def stash_files(self, token, files, paths):
+        """Keep the files to persist until the change is confirmed."""
+        with open(os.path.join(PENDING_DIR, token, "persist.json"), "w") as handle:
+            json.dump(dict((p, files[p]) for p in paths), handle)
+
+    def confirm(self, token):
+        """Cancel the rollback timer of ``token``, then write the files it held back."""
+        folder = os.path.join(PENDING_DIR, os.path.basename(token))
+        if not os.path.isdir(folder):
+            raise HostError("no pending change with token %s" % token)
+        if os.path.exists(os.path.join(folder, "fired")):
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HostError("too late: the rollback of %s already restored the previous rules"
+                            % token)
+        with open(os.path.join(folder, "pid")) as handle:
+            pid = int(handle.read())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            pass
+        if os.path.exists(os.path.join(folder, "fired")):
+            raise HostError("too late: the rollback of %s already restored the previous rules"
+                            % token)
+        stash = os.path.join(folder, "persist.json")
+        written = []
+        if os.path.exists(stash):
+            with open(stash) as handle:
+                files = json.load(handle)
+            self.write_files(files, sorted(files))
+            written = sorted(files)
+        shutil.rmtree(folder, ignore_errors=True)
+        return written

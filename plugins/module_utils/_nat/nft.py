@@ -427,7 +427,7 @@ def _text_rule(chain, tokens):
 
 def _text_elements(text):
     """``"eth0" . tcp . 8080 comment "web" : 192.168.10.5 . 80, ...`` -> elements."""
-    toks, out, i = [t.rstrip(",") for t in shlex.split(text)], {}, 0
+    toks, out, i = shlex.split(text), {}, 0
     while i + 8 < len(toks) + 1 and i < len(toks):
         iif, proto, port = toks[i], toks[i + 2], toks[i + 4]
         i += 5
@@ -436,7 +436,8 @@ def _text_elements(text):
             comment, i = toks[i + 1], i + 2
         if toks[i] != ":":
             raise r.ParseError("cannot read map element near %r" % " ".join(toks[i - 5:i + 1]))
-        out[(iif, proto, port)] = (toks[i + 1], toks[i + 3], comment)
+        # only the last token of an element carries the separating comma
+        out[(iif, proto, port)] = (toks[i + 1], toks[i + 3].rstrip(","), comment)
         i += 4
     return out
 

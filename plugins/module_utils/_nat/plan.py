@@ -73,6 +73,12 @@ def plan_change(codec, state_name, have_state, config):
 def run(module):
     p = module.params
     state = p["state"]
+    if p["confirm_token"]:
+        return _confirm(Host(module), p["confirm_token"])
+    if p["rollback_timeout"] < 0:
+        return {"failed": True, "changed": False,
+                "msg": "rollback_timeout: must be 0 (off) or a number of seconds (got %d)"
+                       % p["rollback_timeout"]}
     try:
         config = m.build_config(p["config"], partial=state == "deleted")
     except m.ConfigError as exc:
@@ -106,6 +112,15 @@ def run(module):
         return {"failed": True, "changed": False, "msg": str(exc)}
 
 
+def _confirm(host, token):
+    """Keep a change made with rollback_timeout: stop its timer, persist its files."""
+    try:
+        written = host.confirm(token)
+    except HostError as exc:
+        return {"failed": True, "changed": False, "msg": str(exc)}
+    return {"changed": True, "confirmed": token, "persisted": written}
+
+
 def _change(module, host, backend, codec, state, have_state, config):
     p = module.params
     before, after, want, commands = plan_change(codec, state, have_state, config)
@@ -126,16 +141,27 @@ def _change(module, host, backend, codec, state, have_state, config):
                           "after_header": "%s (owned rules)" % backend}
     if module.check_mode:
         return result
+    token = None
+    if p["rollback_timeout"] and commands:
+        # The way back, armed before the change: it fires unless confirmed in time.
+        token = host.arm_rollback(backend, codec.render_changes(want, have_state),
+                                  p["rollback_timeout"])
     try:
         host.apply(backend, commands)
     except HostError as exc:
         try:
+            if token:
+                host.confirm(token)  # the apply changed nothing to roll back: disarm
             host.restore(backend, have_state)
         except HostError as again:
             exc = HostError("%s; restoring the previous rules also failed: %s" % (exc, again))
         result.update(failed=True, changed=False,
                       msg="apply failed, previous rules left in place: %s" % exc)
         return result
-    host.write_files(files, to_write)
+    if token:
+        host.stash_files(token, files, to_write)  # written when the change is confirmed
+        result.update(rollback_token=token, rollback_timeout=p["rollback_timeout"])
+    else:
+        host.write_files(files, to_write)
     result["conntrack_deleted"] = host.conntrack_delete(flush)
     return result

@@ -40,8 +40,9 @@ class FakeModule:
     """What plan.run and Host use of AnsibleModule."""
 
     def __init__(self, check_mode=False, diff=False, **params):
-        self.params = dict(backend="nftables", state="merged", config=None, running_config=None,
-                           persist=True, conntrack_flush="affected")
+        # every option at its argument-spec default, as AnsibleModule fills them
+        self.params = dict((name, spec.get("default")) for name, spec in argspec.ARGUMENT_SPEC.items())
+        self.params["backend"] = "nftables"
         self.params.update(params)
         self.check_mode = check_mode
         self._diff = diff
