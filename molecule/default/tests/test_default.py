@@ -1,13 +1,57 @@
-"""The default scenario's test bed: LAN client - gateway - WAN server, all booted and wired."""
+"""NAT through a real gateway: LAN client and server behind it, WAN server and client outside.
+
+Shared by the default (nftables) and iptables scenarios: every expectation comes from the
+scenario's inventory (addresses, ipmasq_* variables of the gateway), none is written here.
+Molecule runs these tests twice: on the converged gateway, and again after side_effect.yml
+restarted it, when only ipmasq.service can have restored the rules.
+"""
 
 import os
 
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-ALL = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
+RUNNER = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+ALL = RUNNER.get_hosts("all")
+GATEWAY_VARS = RUNNER.get_variables(RUNNER.get_hosts("gateways")[0])
 
 ECHO_PORT = 7001
+
+# The role's defaults, for the variables a scenario leaves out.
+BACKEND = GATEWAY_VARS.get("ipmasq_backend", "auto")
+CONNTRACK_MAX = int(GATEWAY_VARS.get("ipmasq_conntrack_max", 262144))
+CONNTRACK_TIMEOUTS = GATEWAY_VARS.get("ipmasq_conntrack_timeouts", {})
+
+# ipmasq_conntrack_timeouts keys used by the scenarios, and their sysctls.
+TIMEOUT_SYSCTLS = {
+    "udp": "net.netfilter.nf_conntrack_udp_timeout",
+    "tcp_established": "net.netfilter.nf_conntrack_tcp_timeout_established",
+}
+
+
+def _forward_cases(hairpin_only=False):
+    """(protocol, public port, LAN port) for each port forward: both ends of a range."""
+    cases = []
+    for forward in GATEWAY_VARS.get("ipmasq_port_forwards", []):
+        if hairpin_only and not forward.get("hairpin"):
+            continue
+        protocols = ["tcp", "udp"] if forward["protocol"] == "tcp_udp" else [forward["protocol"]]
+        first, _, last = str(forward["port"]).partition("-")
+        ports = [int(first), int(last)] if last else [int(first)]
+        for proto in protocols:
+            for port in ports:
+                to_port = forward.get("to_port") or port
+                cases.append(pytest.param(proto, port, int(to_port), forward["to_address"],
+                                          id="%s-%d" % (proto, port)))
+    return cases
+
+
+def _owner_of(testbed, address):
+    """The container that holds `address` on the LAN."""
+    owners = [name for name in testbed.names("all")
+              if testbed.variables(name).get("testbed_addresses", {}).get("lan") == address]
+    assert len(owners) == 1, "expected one container with LAN address %s, found %r" % (address, owners)
+    return owners[0]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -50,3 +94,74 @@ def test_wan_server_has_no_route_to_lan(testbed):
     client = testbed.one("lan_clients")
     result = testbed.host(server).run("ip -4 route get %s", testbed.address(client, "lan"))
     assert result.rc != 0 and "unreachable" in result.stderr.lower(), result.stdout
+
+
+def test_rules_are_loaded(testbed):
+    """The owned ruleset is in the kernel, with the masquerade and the port forwards."""
+    host = testbed.host(testbed.one("gateways"))
+    if BACKEND == "iptables":
+        nat = host.run_expect([0], "iptables -w -t nat -S").stdout.splitlines()
+        assert nat.count("-A POSTROUTING -j IPMASQ-POSTROUTING") == 1, nat
+        assert nat.count("-A PREROUTING -j IPMASQ-PREROUTING") == 1, nat
+        assert any(line.startswith("-A IPMASQ-POSTROUTING") and "MASQUERADE" in line for line in nat), nat
+        assert any(line.startswith("-A IPMASQ-PREROUTING") and "DNAT" in line for line in nat), nat
+        assert host.run("nft list table inet ipmasq").rc != 0, "iptables backend, yet an ipmasq nft table"
+    else:
+        table = host.run_expect([0], "nft list table inet ipmasq").stdout
+        assert "masquerade" in table and "dnat" in table, table
+    assert host.service("ipmasq.service").is_enabled
+
+
+def test_sysctls(testbed):
+    host = testbed.host(testbed.one("gateways"))
+    assert host.sysctl("net.ipv4.ip_forward") == 1
+    assert host.sysctl("net.netfilter.nf_conntrack_max") == CONNTRACK_MAX
+    assert CONNTRACK_TIMEOUTS, "the scenario sets no ipmasq_conntrack_timeouts to check"
+    for key, seconds in CONNTRACK_TIMEOUTS.items():
+        assert host.sysctl(TIMEOUT_SYSCTLS[key]) == int(seconds), key
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_lan_traffic_leaves_with_gateway_wan_address(testbed, proto):
+    gateway = testbed.one("gateways")
+    client = testbed.one("lan_clients")
+    server = testbed.one("wan_servers")
+    with testbed.echo_server(server, **{proto: [ECHO_PORT]}):
+        answered_by, peer, _port = testbed.reply(client, proto, testbed.address(server, "wan"), ECHO_PORT)
+    assert (answered_by, peer) == (server, testbed.address(gateway, "wan"))
+
+
+@pytest.mark.parametrize("proto, port, to_port, to_address", _forward_cases())
+def test_port_forward_reaches_lan_server(testbed, proto, port, to_port, to_address):
+    """The WAN client reaches the LAN server through the gateway's WAN address, unmasqueraded."""
+    gateway = testbed.one("gateways")
+    client = testbed.one("wan_clients")
+    target = _owner_of(testbed, to_address)
+    with testbed.echo_server(target, **{proto: [to_port]}):
+        answered_by, peer, _port = testbed.reply(client, proto, testbed.address(gateway, "wan"), port)
+    assert (answered_by, peer) == (target, testbed.address(client, "wan"))
+
+
+@pytest.mark.parametrize("proto, port, to_port, to_address", _forward_cases(hairpin_only=True))
+def test_hairpin_from_lan_reaches_lan_server(testbed, proto, port, to_port, to_address):
+    """A LAN client using the public address and port lands on the LAN server."""
+    gateway = testbed.one("gateways")
+    client = testbed.one("lan_clients")
+    target = _owner_of(testbed, to_address)
+    with testbed.echo_server(target, **{proto: [to_port]}):
+        answered_by, _peer, _port = testbed.reply(client, proto, testbed.address(gateway, "wan"), port)
+    assert answered_by == target
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_wan_client_cannot_reach_lan_directly(testbed, proto):
+    """Unsolicited WAN->LAN traffic is dropped, although the WAN client routes the LAN via the gateway."""
+    gateway = testbed.one("gateways")
+    client = testbed.one("wan_clients")
+    target = testbed.one("lan_servers")
+    target_address = testbed.address(target, "lan")
+    route = testbed.host(client).run_expect([0], "ip -4 route get %s", target_address).stdout
+    assert "via %s " % testbed.address(gateway, "wan") in route, route
+    with testbed.echo_server(target, **{proto: [ECHO_PORT]}):
+        result = testbed.probe(client, proto, target_address, ECHO_PORT)
+    assert result.rc != 0, "WAN client reached %s directly: %s" % (target_address, result.stdout)
