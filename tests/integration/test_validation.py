@@ -32,6 +32,57 @@ BAD_INPUTS = [
      ["forward[0].destination", LAN_SERVER + "/33"]),
 ]
 
+MASQ = {"source": "192.168.77.0/24", "out_interface": "wan0"}
+SNAT = dict(MASQ, to_address="198.51.100.1")
+RANGE = dict(PF, port="9000-9002", to_port=None)
+# The rest of the matrix: one bad field each, for every kind.
+BAD_INPUTS += [
+    ({"masquerade": [dict(MASQ, source="not-a-net")]}, ["masquerade[0].source", "not-a-net"]),
+    ({"masquerade": [dict(MASQ, source="0.0.0.0/0")]}, ["masquerade[0].source", "0.0.0.0/0"]),
+    ({"masquerade": [{"source": "192.168.77.0/24"}]}, ["masquerade[0].out_interface", "required"]),
+    ({"masquerade": [dict(MASQ, out_interface="w" * 16)]}, ["masquerade[0].out_interface", "w" * 16]),
+    ({"masquerade": [dict(MASQ, out_interface='wan"0')]}, ["masquerade[0].out_interface", "wan"]),
+    ({"masquerade": [dict(MASQ, out_interface="wan/0")]}, ["masquerade[0].out_interface", "wan/0"]),
+    ({"masquerade": [dict(MASQ, out_interface="wan*")]}, ["masquerade[0].out_interface", "wan*"]),
+    ({"masquerade": [dict(MASQ, out_interface="wan 0")]}, ["masquerade[0].out_interface", "wan 0"]),
+    ({"masquerade": [dict(MASQ, comment="two\nlines")]}, ["masquerade[0].comment", "control"]),
+    ({"masquerade": [dict(MASQ, comment='say "hi"')]}, ["masquerade[0].comment", "say"]),
+    ({"masquerade": [dict(MASQ, comment="c" * 129)]}, ["masquerade[0].comment", "128"]),
+    ({"masquerade": [MASQ, dict(MASQ, comment="again")]}, ["masquerade[1]", "duplicate", "wan0"]),
+    ({"snat": [{"source": "192.168.77.0/24", "out_interface": "wan0"}]}, ["snat[0].to_address", "required"]),
+    ({"snat": [dict(SNAT, to_address="224.0.0.1")]}, ["snat[0].to_address", "224.0.0.1"]),
+    ({"snat": [dict(SNAT, to_address="0.0.0.0")]}, ["snat[0].to_address", "0.0.0.0"]),
+    ({"snat": [dict(SNAT, to_address="2001:db8::1")]}, ["snat[0]", "IPv4 and IPv6"]),
+    ({"snat": [dict(SNAT, to_address="198.51.100.1-2001:db8::1")]}, ["snat[0].to_address", "mixes"]),
+    ({"port_forwards": [dict(PF, port=0)]}, ["port_forwards[0].port", "0"]),
+    ({"port_forwards": [dict(PF, port="abc")]}, ["port_forwards[0].port", "abc"]),
+    ({"port_forwards": [dict(PF, to_port=70000)]}, ["port_forwards[0].to_port", "70000"]),
+    ({"port_forwards": [dict(RANGE, to_port="80-81")]}, ["port_forwards[0].to_port", "80-81"]),
+    ({"port_forwards": [dict(RANGE, to_port="9100-9102")]}, ["port_forwards[0].to_port", "9100-9102"]),
+    ({"port_forwards": [dict(PF, to_address="127.0.0.1")]}, ["port_forwards[0].to_address", "127.0.0.1"]),
+    ({"port_forwards": [dict(PF, to_address="ff02::1")]}, ["port_forwards[0].to_address", "ff02::1"]),
+    ({"port_forwards": [dict(PF, to_address=None)]}, ["port_forwards[0].to_address", "required"]),
+    ({"port_forwards": [dict(PF, in_interface=None)]}, ["port_forwards[0].in_interface", "required"]),
+    ({"port_forwards": [dict(PF, source="10.0.0.1/8")]}, ["port_forwards[0].source", "10.0.0.1/8"]),
+    ({"port_forwards": [dict(PF, source="2001:db8::/32")]}, ["port_forwards[0]", "IPv4 and IPv6"]),
+    ({"port_forwards": [RANGE, dict(PF, port=9001)]}, ["port_forwards[1].port", "overlaps"]),
+    ({"port_forwards": [dict(PF, protocol="tcp_udp"), dict(PF, protocol="udp")]},
+     ["port_forwards[1]", "duplicate"]),
+    ({"forward": [{"in_interface": "wan0", "port": 22, "action": "drop"}]}, ["forward[0].port", "protocol"]),
+    ({"forward": [{"source": "2001:db8::/32", "protocol": "icmp", "action": "drop"}]},
+     ["forward[0].protocol", "icmp"]),
+    ({"forward": [{"source": "2001:db8::/32", "destination": "192.168.77.0/24", "action": "drop"}]},
+     ["forward[0]", "IPv4 and IPv6"]),
+    ({"forward": [{"in_interface": "wan0;", "action": "drop"}]}, ["forward[0].in_interface", "wan0;"]),
+    ({"helpers": [{"helper": "bogus", "port": 21}]}, ["helpers[0].helper", "bogus"]),
+    ({"helpers": [{"helper": "ftp"}]}, ["helpers[0].port", "required"]),
+    ({"helpers": [{"helper": "tftp", "protocol": "tcp", "port": 69}]}, ["helpers[0].protocol", "tcp"]),
+]
+
+
+def test_the_matrix_is_large_enough():
+    assert len(BAD_INPUTS) >= 40
+
 
 def test_bad_input_fails_with_field_and_value_and_changes_nothing(lab, nat):
     # One playbook: the good config, a snapshot, every bad input (ignore_errors keeps
