@@ -36,7 +36,7 @@ def _forward_cases(hairpin_only=False):
         if hairpin_only and not forward.get("hairpin"):
             continue
         protocols = ["tcp", "udp"] if forward["protocol"] == "tcp_udp" else [forward["protocol"]]
-        first, _, last = str(forward["port"]).partition("-")
+        first, _dash, last = str(forward["port"]).partition("-")
         ports = [int(first), int(last)] if last else [int(first)]
         for proto in protocols:
             for port in ports:
