@@ -26,12 +26,28 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         args = self._task.args
         started = time.time()
-        result.update(self._execute_module(module_name=MODULE, module_args=args,
-                                           task_vars=task_vars))
+        try:
+            timeout = int(args.get("rollback_timeout") or 0)
+        except (TypeError, ValueError):
+            timeout = 0  # the module rejects the value and names it
+        try:
+            result.update(self._execute_module(module_name=MODULE, module_args=args,
+                                               task_vars=task_vars))
+        except AnsibleConnectionFailure as exc:
+            if timeout <= 0:
+                raise
+            # The change may have cut this very connection (the answer never came back):
+            # the timer armed before the change is the way back; wait for it to fire.
+            time.sleep(max(0.0, started + timeout - time.time()) + 1)
+            result.update(failed=True, confirmed=False, msg=(
+                "the connection was lost while the change was applied (%s); the change was "
+                "not confirmed, so the host's rollback timer restored the previous rules "
+                "after %ss" % (exc, timeout)))
+            return result
         token = result.get("rollback_token")
         if not token or result.get("failed") or not args.get("confirm", True):
             return result
-        deadline = started + int(args["rollback_timeout"])
+        deadline = started + timeout
         try:
             self._connection.reset()
             answer = self._execute_module(module_name=MODULE, task_vars=task_vars,
@@ -43,7 +59,7 @@ class ActionModule(ActionBase):
             result.update(failed=True, confirmed=False, msg=(
                 "the change was applied but could not be confirmed over a new connection "
                 "(%s); the host's rollback timer restored the previous rules after %ss"
-                % (answer.get("msg", "unreachable"), args["rollback_timeout"])))
+                % (answer.get("msg", "unreachable"), timeout)))
             return result
         result.update(confirmed=True, persisted=answer.get("persisted", []))
         return result
