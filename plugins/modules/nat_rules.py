@@ -323,13 +323,18 @@ backend:
   type: str
   sample: nftables
 before:
-  description: The owned rules before the run, by kind, as in O(config).
-  returned: when O(state) is merged, replaced, overridden or deleted
+  description:
+    - The owned rules before the run, by kind, as in O(config).
+    - Left out when the task changes nothing and diff mode is off, so that a no-change run of
+      a large ruleset stays small; O(state=gathered) reads the rules, RV(summary) counts them.
+  returned: when O(state) is merged, replaced, overridden or deleted, and the task changes something or diff mode is on
   type: dict
   sample: {masquerade: [], snat: [], port_forwards: [], forward: [], helpers: []}
 after:
-  description: The owned rules after the run (in check mode, the predicted ones).
-  returned: when O(state) is merged, replaced, overridden or deleted
+  description:
+    - The owned rules after the run (in check mode, the predicted ones).
+    - Left out when the task changes nothing and diff mode is off, as RV(before).
+  returned: when O(state) is merged, replaced, overridden or deleted, and the task changes something or diff mode is on
   type: dict
   sample:
     masquerade: [{source: 192.168.10.0/24, out_interface: ppp0}]
@@ -347,7 +352,7 @@ commands:
   elements: str
   sample: ['add element inet ipmasq fwd4 { "ppp0" . tcp . 8080 : 192.168.10.5 . 80 }']
 summary:
-  description: Rules added, removed and unchanged per kind.
+  description: Rules added, removed and unchanged per kind (on every run, changed or not).
   returned: when O(state) is merged, replaced, overridden or deleted
   type: dict
   sample: {masquerade: {added: 1, removed: 0, unchanged: 0}}

@@ -130,10 +130,14 @@ def _change(module, host, backend, codec, state, have_state, config):
         if p["conntrack_flush"] == "affected" and commands else []
     result = {
         "changed": bool(commands or to_write), "backend": backend, "commands": commands,
-        "before": m.ruleset_to_dict(before), "after": m.ruleset_to_dict(after),
         "summary": diff.summary(before, after), "persisted": to_write,
         "conntrack_deleted": [" ".join(f) for f in flush],
     }
+    # The whole rulesets only when they tell something (a change, or diff mode asked for
+    # them): at 10,000 forwards they are 1 MB each, which AnsibleModule and the controller
+    # would walk, encode and decode on every no-change run. ``summary`` has the counts.
+    if result["changed"] or module._diff:
+        result.update(before=m.ruleset_to_dict(before), after=m.ruleset_to_dict(after))
     if module._diff and result["changed"]:
         result["diff"] = {"before": ruleset_lines(codec, have_state),
                           "after": ruleset_lines(codec, want),

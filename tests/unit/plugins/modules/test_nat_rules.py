@@ -190,7 +190,15 @@ def test_merged_applies_persists_and_then_changes_nothing(machine, backend):
     machine.calls.clear()
     second = run(backend=backend, config=CONFIG)
     assert second["changed"] is False and second["commands"] == [] and second["persisted"] == []
-    assert second["before"] == second["after"] == first["after"]
+    # no change, no diff mode: the counts, not the whole rulesets
+    assert "before" not in second and "after" not in second
+    assert second["summary"]["port_forwards"] == {"added": 0, "removed": 0, "unchanged": 3}
+    assert second["summary"]["forward"] == {"added": 0, "removed": 0, "unchanged": 2}
+    assert machine.changing_calls() == []
+    # diff mode asks for them even when nothing changes
+    third = run(backend=backend, config=CONFIG, diff=True)
+    assert third["changed"] is False and "diff" not in third
+    assert third["before"] == third["after"] == first["after"]
     assert machine.changing_calls() == []
 
 
