@@ -332,7 +332,8 @@ before:
   sample: {masquerade: [], snat: [], port_forwards: [], forward: [], helpers: []}
 after:
   description:
-    - The owned rules after the run (in check mode, the predicted ones).
+    - The owned rules after the run (in check mode, the predicted ones). When a change made
+      with O(rollback_timeout) could not be confirmed, the rules the host's timer restored.
     - Left out when the task changes nothing and diff mode is off, as RV(before).
   returned: when O(state) is merged, replaced, overridden or deleted, and the task changes something or diff mode is on
   type: dict
@@ -357,7 +358,10 @@ summary:
   type: dict
   sample: {masquerade: {added: 1, removed: 0, unchanged: 0}}
 persisted:
-  description: Files under C(/etc/ipmasq) that were written (or would be, in check mode).
+  description:
+    - Files under C(/etc/ipmasq) that were written (or would be, in check mode).
+    - With O(rollback_timeout), they are written when the change is confirmed; empty when it
+      could not be confirmed and was rolled back.
   returned: when O(state) is merged, replaced, overridden or deleted
   type: list
   elements: str

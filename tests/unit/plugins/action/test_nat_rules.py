@@ -94,16 +94,22 @@ def test_confirmed_over_a_new_connection(clock):
     {"failed": True, "msg": "too late: the rollback of 42-abc already restored the previous rules"},
 ])
 def test_unconfirmed_change_fails_after_the_rollback_fired(clock, confirm_answer):
-    armed = dict(APPLIED, rollback_token="42-abc", rollback_timeout=10)
+    armed = dict(APPLIED, rollback_token="42-abc", rollback_timeout=10,
+                 before={"port_forwards": []}, after={"port_forwards": [{"port": 22}]},
+                 persisted=["/etc/ipmasq/ipmasq.nft"])
     started = clock.now
     plugin = make_plugin({"rollback_timeout": 10}, [armed, confirm_answer], clock)
     result = plugin.run(task_vars={})
     assert result["failed"] is True
     assert result["confirmed"] is False
+    # The host is back where it was and wrote no file.
+    assert result["after"] == {"port_forwards": []}
+    assert result["persisted"] == []
     assert "rollback timer restored the previous rules after 10s" in result["msg"]
     assert result["rollback_token"] == "42-abc"
-    # It returns only once the host's timer (10 s after the start) has fired.
-    assert clock.now >= started + 10 + 1
+    # It returns only once the host's timer has fired: armed during the first module run
+    # (which took 2 s), it fires at most 10 s after that run returned.
+    assert clock.now >= started + 2 + 10 + 1
 
 
 def test_connection_lost_during_the_change_waits_for_the_rollback(clock):
@@ -113,8 +119,8 @@ def test_connection_lost_during_the_change_waits_for_the_rollback(clock):
     result = plugin.run(task_vars={})
     assert result["failed"] is True
     assert "connection was lost while the change was applied" in result["msg"]
-    assert "restored the previous rules after 15s" in result["msg"]
-    assert clock.now >= started + 15 + 1
+    assert "rollback timer restored the previous rules after 15s" in result["msg"]
+    assert clock.now >= started + 2 + 15 + 1
     assert plugin._connection.resets == 0
 
 
@@ -150,3 +156,23 @@ def test_bad_rollback_timeout_is_left_to_the_module(clock):
     failed = {"failed": True, "msg": "argument 'rollback_timeout' is of type str ..."}
     plugin = make_plugin({"rollback_timeout": "soon"}, [failed], clock)
     assert plugin.run(task_vars={}) == failed
+
+
+def test_cleanup_failure_after_a_lockout_is_only_a_warning(clock, monkeypatch):
+    def unreachable(self, force=False):
+        raise AnsibleConnectionFailure("No route to host")
+
+    monkeypatch.setattr(ActionBase, "cleanup", unreachable)
+    warnings = []
+    monkeypatch.setattr(action.display, "warning", warnings.append)
+    plugin = make_plugin({"rollback_timeout": 10},
+                         [dict(APPLIED, rollback_token="42-abc"),
+                          AnsibleConnectionFailure("No route to host")], clock)
+    assert plugin.run(task_vars={})["failed"] is True
+    plugin.cleanup()
+    assert warnings and "No route to host" in warnings[0]
+    # Without a lockout, a cleanup failure is the task's failure as usual.
+    plain = make_plugin({}, [APPLIED], clock)
+    plain.run(task_vars={})
+    with pytest.raises(AnsibleConnectionFailure):
+        plain.cleanup()

@@ -1,0 +1,59 @@
+"""After the lockout and its rollback: the controller is back in, the bad change is gone.
+
+side_effect.yml applied a port forward of TCP 22 on the WAN interface to a LAN address where
+nothing answers, with commit-confirm, and checked that the task failed saying the timer
+restored the previous rules. Here: a new SSH connection from the controller to the WAN
+address reaches the gateway's own sshd, the live and the persisted ruleset hold the earlier
+forward and not the bad one, and no rollback timer is left running.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+GATEWAY = "lockout-gw"
+
+
+@pytest.fixture(name="gateway")
+def fixture_gateway(testbed):
+    return testbed.host(GATEWAY)
+
+
+@pytest.fixture(name="settings")
+def fixture_settings(testbed):
+    return testbed.variables(GATEWAY)
+
+
+def ssh(settings, command):
+    key = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "id_lockout")
+    argv = ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    argv += settings["lockout_ssh_args"].split()
+    argv += ["root@%s" % settings["lockout_ssh_address"], command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_controller_reaches_the_gateway_over_ssh_again(settings):
+    proc = ssh(settings, "hostname")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == GATEWAY
+
+
+def test_live_ruleset_is_the_one_before_the_change(gateway, settings):
+    table = gateway.check_output("nft list table inet ipmasq")
+    assert settings["lockout_blackhole"] not in table
+    assert "172.30.90.10 . 80" in table  # the forward from converge is still there
+
+
+def test_bad_change_was_never_persisted(gateway, settings):
+    saved = gateway.file("/etc/ipmasq/ipmasq.nft")
+    assert saved.exists
+    assert settings["lockout_blackhole"] not in saved.content_string
+    assert "172.30.90.10 . 80" in saved.content_string
+
+
+def test_no_rollback_timer_left_running(gateway):
+    # The timer runs as `/bin/sh -c <program> ipmasq-rollback <seconds>`.
+    processes = gateway.check_output("ps -eo pid=,args=").splitlines()
+    timers = [line for line in processes if "ipmasq-rollback" in line]
+    assert timers == []
