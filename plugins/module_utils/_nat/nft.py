@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import re
 import shlex
 from collections import namedtuple
 
@@ -425,9 +426,21 @@ def _text_rule(chain, tokens):
     return r.normalize(r.Rule(**f))
 
 
+# A word: runs of non-space characters and "double-quoted strings" (which may hold spaces).
+_WORD = re.compile(r'(?:"[^"]*"|[^ \t\r\n"])+')  # shlex's whitespace only
+
+
+def _split(text):
+    """shlex.split for nft's output: without backslashes or single quotes, only double
+    quotes group words, and a regular expression is ~30x cheaper (100,000 map elements)."""
+    if "\\" in text or "'" in text or text.count('"') % 2:
+        return shlex.split(text)  # (an unclosed quote: shlex raises its ValueError)
+    return [w.replace('"', "") for w in _WORD.findall(text)]
+
+
 def _text_elements(text):
     """``"eth0" . tcp . 8080 comment "web" : 192.168.10.5 . 80, ...`` -> elements."""
-    toks, out, i = shlex.split(text), {}, 0
+    toks, out, i = _split(text), {}, 0
     while i + 8 < len(toks) + 1 and i < len(toks):
         iif, proto, port = toks[i], toks[i + 2], toks[i + 4]
         i += 5
@@ -442,31 +455,35 @@ def _text_elements(text):
     return out
 
 
-def _close_brace(text):
-    """Index of the first '}' outside double quotes, or -1."""
-    quoted = False
-    for index, char in enumerate(text):
-        if char == '"':
+_QUOTE_OR_BRACE = re.compile(r'["}]')
+
+
+def _close_brace(text, quoted=False):
+    """(index of the first '}' outside double quotes or -1, whether ``text`` ends inside
+    quotes); ``quoted``: whether it starts inside them (a comment spanning lines)."""
+    for match in _QUOTE_OR_BRACE.finditer(text):
+        if match.group() == '"':
             quoted = not quoted
-        elif char == "}" and not quoted:
-            return index
-    return -1
+        elif not quoted:
+            return match.start(), quoted
+    return -1, quoted
 
 
 def parse_text(text):
     """``nft list table inet ipmasq`` output, or a script we rendered -> State."""
     state, objects = empty_state(), set()
     chain = block = None
-    pending = ""
+    pending, quoted = None, False  # the lines of an element list not closed yet
     in_table = False
     for raw in text.splitlines():
         line = raw.strip()
-        if pending:
-            pending += " " + line
-            end = _close_brace(pending)
+        if pending is not None:
+            # scan only the new line: rescanning all of pending would be quadratic
+            end, quoted = _close_brace(line, quoted)
+            pending.append(line if end < 0 else line[:end])
             if end >= 0:
-                state.elements[block] = _text_elements(pending[:end])
-                pending = ""
+                state.elements[block] = _text_elements(" ".join(pending))
+                pending = None
             continue
         if not line or line.startswith("#"):
             continue
@@ -490,11 +507,12 @@ def parse_text(text):
         elif line == "}":
             chain = block = None
         elif block and line.startswith("elements = {"):
-            pending = line[line.index("{") + 1:]
-            end = _close_brace(pending)
+            rest = line[line.index("{") + 1:]
+            end, quoted = _close_brace(rest)
             if end >= 0:
-                state.elements[block] = _text_elements(pending[:end])
-                pending = ""
+                state.elements[block] = _text_elements(rest[:end])
+            else:
+                pending = [rest]
         elif chain and not line.startswith("type "):
             try:
                 rule = _text_rule(chain, shlex.split(line))

@@ -4,9 +4,11 @@ The fixtures ``tests/unit/fixtures/<name>.*`` were captured from a real kernel b
 ``tests/unit/fixtures/capture.sh`` (in a network namespace) from ``<name>.config.json``.
 """
 import json
+import shlex
 
 import pytest
 from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model, nft, rules
 
@@ -188,6 +190,26 @@ def test_map_element_comment_with_a_brace_reads_back(comment):
     ruleset = ruleset_of({"port_forwards": [{"in_interface": "eth0", "port": 80,
                                              "to_address": "10.0.0.5", "comment": comment}]})
     assert read_back(nft, reparse(nft, want_state(nft, ruleset))) == (ruleset, [])
+
+
+def test_many_elements_with_braces_in_comments_over_lines_read_back():
+    # each element on a line of its own, as render_full and nft list print them; the
+    # closing brace is looked for line by line (this parse was once quadratic)
+    forwards = [{"in_interface": "eth0", "port": 1000 + i, "to_address": "10.0.0.5",
+                 "comment": "{%d}, x" % i if i % 3 else None} for i in range(3000)]
+    ruleset = ruleset_of({"port_forwards": forwards})
+    assert read_back(nft, reparse(nft, want_state(nft, ruleset))) == (ruleset, [])
+
+
+@given(st.text(alphabet='ab ,.:{}"\'\\\t\n\xa0-', max_size=30))
+def test_element_words_split_like_shlex(text):
+    try:
+        expected = shlex.split(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            nft._split(text)
+        return
+    assert nft._split(text) == expected
 
 
 def test_rule_comment_with_braces_reads_back():
