@@ -99,12 +99,29 @@ def run_playbook(ns, workdir, tasks, check=False, diff=False, path_prefix=None, 
 
     Returns a PlaybookRun whose ``results`` are the per-task module results, in order.
     """
+    play = [{"name": "nat_rules under test", "hosts": "all", "gather_facts": False, "tasks": tasks}]
+    proc, report = run_plays(ns, workdir, play, check=check, diff=diff, path_prefix=path_prefix,
+                             extra_env=extra_env)
+    results = [result for _name, result in task_results(report)]
+    if len(results) != len(tasks):
+        raise CommandError("expected %d task results, got %d (rc=%d)\nstdout: %s\nstderr: %s"
+                           % (len(tasks), len(results), proc.returncode,
+                              proc.stdout[-3000:], proc.stderr[-3000:]))
+    return PlaybookRun(proc, results)
+
+
+def run_plays(ns, workdir, plays, check=False, diff=False, path_prefix=None, extra_env=None,
+              timeout=PLAYBOOK_TIMEOUT):
+    """Write plays into a playbook under workdir and run it inside namespace ns.
+
+    Returns the finished process and the ansible.posix.json report. Tasks of included
+    roles show up in the report as tasks of their own (see ``task_results``).
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    play = [{"name": "nat_rules under test", "hosts": "all", "gather_facts": False, "tasks": tasks}]
     index = len(list(workdir.glob("play-*.yml")))
     book = workdir / ("play-%03d.yml" % index)
-    book.write_text(yaml.safe_dump(play, sort_keys=False))
+    book.write_text(yaml.safe_dump(plays, sort_keys=False))
     home = workdir / "ansible-home"
 
     env = dict(os.environ)
@@ -136,21 +153,19 @@ def run_playbook(ns, workdir, tasks, check=False, diff=False, path_prefix=None, 
         argv.append("--check")
     if diff:
         argv.append("--diff")
-    proc = ns.run(*argv, check=False, timeout=PLAYBOOK_TIMEOUT, env=env)
+    proc = ns.run(*argv, check=False, timeout=timeout, env=env)
     try:
         report = json.loads(proc.stdout)
     except ValueError as exc:
         raise CommandError("ansible-playbook gave no JSON (rc=%d): %s\nstdout: %s\nstderr: %s"
                            % (proc.returncode, exc, proc.stdout[-3000:], proc.stderr[-3000:]))
-    results = []
-    for play_report in report.get("plays", []):
-        for task in play_report.get("tasks", []):
-            results.append(task["hosts"].get("localhost", {}))
-    if len(results) != len(tasks):
-        raise CommandError("expected %d task results, got %d (rc=%d)\nstdout: %s\nstderr: %s"
-                           % (len(tasks), len(results), proc.returncode,
-                              proc.stdout[-3000:], proc.stderr[-3000:]))
-    return PlaybookRun(proc, results)
+    return proc, report
+
+
+def task_results(report):
+    """(task name, localhost's result) for every task the report holds, in order."""
+    return [(task["task"]["name"], task["hosts"].get("localhost", {}))
+            for play_report in report.get("plays", []) for task in play_report.get("tasks", [])]
 
 
 class NatRules:
