@@ -25,6 +25,7 @@ import concurrent.futures
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -276,8 +277,36 @@ def ansible_env(base=None):
     return env
 
 
+def container_cpu_s(names):
+    """CPU seconds used so far by the containers (cgroup v1 cpuacct or v2 cpu.stat)."""
+    total = 0.0
+    for name in names:
+        path = _run(["podman", "inspect", "--format", "{{.State.CgroupPath}}", name]).stdout.strip()
+        v1 = Path("/sys/fs/cgroup/cpuacct") / path.lstrip("/") / "cpuacct.usage"
+        v2 = Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.stat"
+        if v1.exists():
+            total += int(v1.read_text()) / 1e9
+        elif v2.exists():
+            usage = dict(x.split() for x in v2.read_text().splitlines())
+            total += int(usage["usage_usec"]) / 1e6
+        else:
+            return None
+    return total
+
+
+def machine_busy_s():
+    """CPU seconds the whole machine spent busy so far (/proc/stat, all CPUs)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - fields[3] - fields[4]) / ticks
+
+
 def converge(ansible_playbook, env, count, tag, profile=False):
-    """Time site.yml against gateways 1..count; check the recap; return seconds."""
+    """Time site.yml against gateways 1..count; check the recap.
+
+    Returns (seconds, cpu): cpu holds the CPU seconds of the controller (ansible-playbook
+    and the podman clients it runs), of the containers (modules, podman exec inside them)
+    and of the whole machine (anything else running included) during the run."""
     WORK.mkdir(parents=True, exist_ok=True)
     inv = WORK / ("inventory_%d.json" % count)
     inv.write_text(json.dumps(inventory(count), indent=1))
@@ -286,6 +315,11 @@ def converge(ansible_playbook, env, count, tag, profile=False):
         run_env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
         run_env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "100"
     argv = [ansible_playbook, "-i", str(inv), str(PLAYBOOK), "--forks", str(FORKS)]
+    names = [gateway(i)["name"] for i in range(1, count + 1)]
+    containers_before = container_cpu_s(names)
+    machine_before = machine_busy_s()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    controller_before = children.ru_utime + children.ru_stime
     start = time.perf_counter()
     try:
         proc = subprocess.run(argv, cwd=WORK, env=run_env, capture_output=True, text=True,
@@ -294,16 +328,23 @@ def converge(ansible_playbook, env, count, tag, profile=False):
         raise FleetError("site.yml against %d gateways: no end in %d s"
                          % (count, PLAYBOOK_TIMEOUT)) from exc
     seconds = time.perf_counter() - start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    containers_after = container_cpu_s(names)
+    cpu = {"controller_s": children.ru_utime + children.ru_stime - controller_before,
+           "containers_s": (containers_after - containers_before
+                            if containers_before is not None and containers_after is not None
+                            else None),
+           "machine_s": machine_busy_s() - machine_before,
+           "loadavg_1min_end": os.getloadavg()[0]}
     log = WORK / ("converge_%d_%s.log" % (count, tag))
     log.write_text(proc.stdout + "\n--- stderr\n" + proc.stderr)
     recap = {m.group(1): [int(x) for x in m.groups()[1:]] for m in RECAP.finditer(proc.stdout)}
-    names = [gateway(i)["name"] for i in range(1, count + 1)]
     bad = [n for n in names if n not in recap or recap[n][2] or recap[n][3] or not recap[n][1]]
     if proc.returncode != 0 or bad or len(recap) != count:
         raise FleetError("site.yml against %d gateways failed (rc=%d; hosts not converged: "
                          "%s; log %s):\n%s\n%s" % (count, proc.returncode, bad or "-", log,
                                                    proc.stdout[-3000:], proc.stderr[-2000:]))
-    return seconds
+    return seconds, cpu
 
 
 def measure(ansible_playbook=None, env=None, counts=COUNTS, repeats=REPEATS, say=print,
@@ -324,6 +365,7 @@ def measure(ansible_playbook=None, env=None, counts=COUNTS, repeats=REPEATS, say
     image = ensure_image(say)
     samples = {n: [] for n in counts}
     boot = {n: [] for n in counts}
+    cpu = {n: [] for n in counts}
     degraded = set()
     try:
         cleanup()  # left over from an interrupted run
@@ -334,17 +376,26 @@ def measure(ansible_playbook=None, env=None, counts=COUNTS, repeats=REPEATS, say
                 names, bad_boot = start_fleet(image, count)
                 boot[count].append(time.perf_counter() - started)
                 degraded.update(bad_boot)
-                seconds = converge(ansible_playbook, env, count, "r%d" % (rep + 1), profile)
+                seconds, used = converge(ansible_playbook, env, count, "r%d" % (rep + 1),
+                                         profile)
                 verify_fleet(count)
                 samples[count].append(seconds)
-                say("  [round %d/%d] fleet %2d gateways: site.yml %.2f s (start and boot %.1f s,"
-                    " not timed)" % (rep + 1, repeats, len(names), seconds, boot[count][-1]))
+                cpu[count].append(used)
+                say("  [round %d/%d] fleet %2d gateways: site.yml %.2f s; CPU: controller %.1f s,"
+                    " containers %s, machine %.1f s, load %.1f (start and boot %.1f s, not "
+                    "timed)" % (rep + 1, repeats, len(names), seconds, used["controller_s"],
+                                "?" if used["containers_s"] is None
+                                else "%.1f s" % used["containers_s"],
+                                used["machine_s"], used["loadavg_1min_end"], boot[count][-1]))
         remove_containers()
     finally:
         cleanup()
     details = {"image": image, "forks": FORKS, "counts": list(counts), "repeats": repeats,
                "start_and_boot_s": {str(n): [round(x, 2) for x in v] for n, v in boot.items()},
-               "degraded_at_boot": sorted(degraded)}
+               "degraded_at_boot": sorted(degraded), "cpu_count": os.cpu_count(),
+               "cpu_s": {str(n): [{k: round(x, 2) if x is not None else None
+                                   for k, x in c.items()} for c in v]
+                         for n, v in cpu.items()}}
     return {"samples": samples, "details": details}
 
 
