@@ -4,10 +4,6 @@ import json
 import os
 import re
 
-FLEET_NOTE = ("not measured: converging N gateway containers with playbooks/site.yml needs a "
-              "way to start N containers and an inventory for them (scripts/lab.sh with a "
-              "count, or an inventory generator), which the collection does not have yet")
-
 # (figure, comparison, limit as a function of the results, limit text)
 TARGETS = (
     ("speedup_vs_builtin_200", ">=", lambda r: 30, "30"),
@@ -58,9 +54,9 @@ DESCRIPTIONS = {
     "conn_rate_10k_fwd_nft": "the same with 10,000 forwards (one map lookup)",
     "conn_rate_10_fwd_iptables": "new TCP connections/s, 10 forwards, iptables",
     "conn_rate_10k_fwd_iptables": "the same with 10,000 forwards, target rule last",
-    "fleet_1_s": "site.yml converging 1 gateway container",
-    "fleet_5_s": "site.yml converging 5 gateway containers",
-    "fleet_20_s": "site.yml converging 20 gateway containers",
+    "fleet_1_s": "site.yml --forks 20, first converge of 1 fresh gateway container",
+    "fleet_5_s": "the same with 5 gateway containers",
+    "fleet_20_s": "the same with 20 gateway containers",
 }
 
 ORDER = (
@@ -347,6 +343,7 @@ def write_doc(out, path, png):
     parts.append(_table(rows, ("figure", "measured", "target", "result")) + "\n")
 
     parts.append(method_text(out))
+    parts.append(fleet_text(out))
     parts.append(analysis_text(out))
     findings = os.path.join(os.path.dirname(os.path.abspath(__file__)), "findings.md")
     if os.path.exists(findings):
@@ -405,6 +402,60 @@ def method_text(out):
   chains, so this is the per-connection cost of the ruleset; a Python client bounds the
   absolute rate.
 """ % dict(s, conn=conn)
+
+
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def fleet_text(out):
+    """How the fleet figures are measured, and the CPU each gateway costs."""
+    fleet = out["details"].get("fleet")
+    lines = ["## Fleet\n"]
+    lines.append(
+        "`fleet_N_s` is the wall time of `ansible-playbook -i INVENTORY playbooks/site.yml "
+        "--forks 20` converging N gateways for the first time (`benchmarks/fleet.py`; "
+        "`python benchmarks/fleet.py --counts 1,5 --repeats 1` runs it alone). Each gateway "
+        "is a privileged systemd container from the test image (`make image`), reached with "
+        "the `containers.podman.podman` connection. Gateway n has its own LAN network "
+        "(172.30.(199+n).0/24 on `lan0`) and all share one WAN (198.51.100.192/27 on "
+        "`wan0`), every network `--internal`; odd gateways use nftables, even ones "
+        "iptables, and each has masquerade, the inbound drop, two conntrack timeouts and "
+        "three port forwards from its host variables. For every sample the containers are "
+        "new (`podman run --replace`) and the timer starts once systemd has finished booting "
+        "in all of them: container start and boot are not timed. The counts run "
+        "round-robin, one of each per round, and the figure is the median of the rounds. "
+        "A sample counts only if the recap shows every gateway changed and none failed or "
+        "unreachable, and every gateway then holds its rules (its `inet ipmasq` table or "
+        "IPMASQ chains with the masquerade and each forward, and `net.ipv4.ip_forward=1`). "
+        "The containers and networks carry the label `org.ipmasq.benchmark=fleet` and are "
+        "removed at the end, also after a failure.\n")
+    if not fleet:
+        return "\n".join(lines)
+    rows = []
+    one = out.get("fleet_1_s")
+    for count in fleet["counts"]:
+        key = "fleet_%d_s" % count
+        cpu = fleet.get("cpu_s", {}).get(str(count), [])
+        ctl = [c["controller_s"] / count for c in cpu]
+        cont = [c["containers_s"] / count for c in cpu if c.get("containers_s") is not None]
+        busy = [c["machine_s"] for c in cpu]
+        rows.append((count, fmt(key, out.get(key)),
+                     "%.1fx" % (out[key] / one) if out.get(key) and one else "",
+                     "%.1f s" % _median(ctl) if ctl else "",
+                     "%.1f s" % _median(cont) if cont else "",
+                     "%.0f%%" % (100 * _median(busy) / (fleet["cpu_count"] * out[key]))
+                     if busy and out.get(key) else ""))
+    lines.append("CPU time during each converge (median of the rounds): *controller* is "
+                 "`ansible-playbook` and the `podman` commands it runs, *containers* is what "
+                 "ran inside the gateways (modules, `podman exec` processes), each per "
+                 "gateway; *machine busy* is the share of all %d CPUs busy during the run, "
+                 "anything else running on the machine included.\n" % fleet["cpu_count"])
+    lines.append(_table(rows, ("gateways", "site.yml", "x fleet_1_s", "controller CPU / gw",
+                               "container CPU / gw", "machine busy")) + "\n")
+    return "\n".join(lines)
 
 
 def analysis_text(out):

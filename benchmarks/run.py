@@ -33,6 +33,7 @@ WORK = HERE / ".work"
 sys.path.insert(0, str(HERE))
 
 # pylint: disable=wrong-import-position
+import fleet as fleet_bench  # noqa: E402
 import lab  # noqa: E402
 import report  # noqa: E402
 
@@ -458,9 +459,23 @@ class Bench:
 
     # ------------------------------------------------------------ fleet
     def fleet(self):
+        """site.yml converging 1, 5 and 20 fresh gateway containers (benchmarks/fleet.py),
+        round-robin. Returns a note when the fleet is not measured, else None. A fleet that
+        cannot be started, converged or verified stops the run: no figure stands in for it."""
         if not self.cfg["fleet"]:
-            return None, "not measured in --quick mode"
-        return None, report.FLEET_NOTE
+            return "not measured in --quick mode"
+        self.say("fleet: site.yml --forks %d converging %s gateway containers, %d rounds:" % (
+            fleet_bench.FORKS, ", ".join(map(str, fleet_bench.COUNTS)), fleet_bench.REPEATS))
+        try:
+            data = fleet_bench.measure(ansible_playbook=self.ansible_playbook, env=self.env,
+                                       say=self.say)
+        except fleet_bench.FleetError as exc:
+            raise SystemExit("fleet benchmark FAILED, nothing written: %s" % exc) from exc
+        for count, values in data["samples"].items():
+            for value in values:
+                self.add("fleet_%d_s" % count, value)
+        self.extra["fleet"] = data["details"]
+        return None
 
     # ------------------------------------------------------------ summary
     def finish(self):
@@ -583,13 +598,13 @@ def main():
         bench.conn_rates()
         if bench.cfg["profile"]:
             bench.module_profile()
-        fleet_value, fleet_note = bench.fleet()
+        fleet_note = bench.fleet()
     finally:
         bench.labs.close()
     bench.finish()
     res = bench.results
-    res.update(fleet_1_s=fleet_value, fleet_5_s=fleet_value, fleet_20_s=fleet_value,
-               fleet_note=fleet_note)
+    if fleet_note:
+        res.update(fleet_1_s=None, fleet_5_s=None, fleet_20_s=None, fleet_note=fleet_note)
     env["loadavg_end"] = os.getloadavg()
     env["duration_s"] = round(time.perf_counter() - started, 1)
     out = report.assemble(res, bench.samples, bench.extra, env, bench.cfg)
