@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
-    iptables, model, nft, rules)
+    iptables, model, nft, plan, rules)
 
 CODECS = {"nftables": nft, "iptables": iptables}
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -24,7 +24,7 @@ def ruleset_of(config):
 
 
 def want_state(codec, ruleset):
-    return codec.layout(rules.to_rules(ruleset))
+    return plan.want_state(codec, ruleset)
 
 
 def reparse(codec, state):
@@ -34,7 +34,7 @@ def reparse(codec, state):
 
 def read_back(codec, state):
     """A backend State -> (ruleset, foreign)."""
-    return rules.from_rules(codec.to_rules(state))
+    return plan.read_model(codec, state)
 
 
 def kinds_differ(got, want):

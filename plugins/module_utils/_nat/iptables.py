@@ -29,6 +29,7 @@ CHAINS = {
 TABLES = ("raw", "nat", "filter")
 FAMILIES = (4, 6)
 TOOLS = {4: "iptables-restore", 6: "ip6tables-restore"}
+LOOKUPS = False  # no lookup tables: every forward is a rule (see rules.to_rules)
 _BY_NAME = dict((v[1], k) for k, v in CHAINS.items())
 _BUILTIN = dict(((v[0], v[2]), k) for k, v in CHAINS.items())
 
@@ -105,8 +106,11 @@ def rule_text(rule):
     return _line(rule_args(rule))
 
 
-def layout(chains):
-    """{chain: [Rule]} from the model -> the State we want in the kernel."""
+def layout(chains, lookups=None):
+    """``rules.to_rules(ruleset)`` -> the State we want in the kernel. Every forward is a
+    rule of its own: iptables has no lookup tables (``lookups`` must be empty)."""
+    if any((lookups or {}).values()):
+        raise ValueError("iptables keeps no lookup entries: lay out with lookups=False")
     want = empty_state()
     for family in FAMILIES:
         for chain in CHAINS:
@@ -119,8 +123,8 @@ def layout(chains):
 
 
 def to_rules(state):
-    """A parsed State -> {chain: [Rule]} with IPv4 and IPv6 merged."""
-    return dict((c, r.merge_families(state.chains[4][c], state.chains[6][c])) for c in CHAINS)
+    """A parsed State -> ({chain: [Rule]} with IPv4 and IPv6 merged, no lookup entries)."""
+    return dict((c, r.merge_families(state.chains[4][c], state.chains[6][c])) for c in CHAINS), {}
 
 
 def render_changes(have, want):

@@ -28,6 +28,7 @@ CHAIN_TYPES = {
     "forward": "type filter hook forward priority filter; policy accept;",
     "helpers": "type filter hook prerouting priority filter; policy accept;",
 }
+LOOKUPS = True  # single-port forwards live in the maps (see rules.to_rules)
 MAPS = {
     "fwd4": ("ip", "type ifname . inet_proto . inet_service : ipv4_addr . inet_service;"),
     "fwd6": ("ip6", "type ifname . inet_proto . inet_service : ipv6_addr . inet_service;"),
@@ -36,8 +37,11 @@ MAPS = {
 MAP_RULES = dict((name, r.Rule("prerouting", verdict="map", helper=name)) for name in MAPS)
 
 # present: our table exists; objects: {(kind, name)}; chains: {chain: [Rule]} as in the
-# kernel (map lookups as MAP_RULES); elements: {map: {(iif, proto, port): (addr, port, comment)}}
+# kernel (map lookups as MAP_RULES); elements: {map: {(iif, proto, port): (addr, to_port,
+# comment)}}, the lookup entries of rules.to_rules (to_port None: the same port)
 State = namedtuple("State", "present objects chains elements")
+# map <-> address family of its lookup entries
+_MAP_FAMILY = {"fwd4": 4, "fwd6": 6}
 
 
 # nft spells ICMPv6 the way /etc/protocols does.
@@ -56,43 +60,22 @@ def empty_state():
 
 # ---------------------------------------------------------------- layout
 
-def _mappable(rule):
-    return (rule.verdict == "dnat" and rule.iif and not rule.iif_neg and not rule.local_dst
-            and rule.saddr is None and rule.proto in ("tcp", "udp") and rule.dport.isdigit()
-            and rule == rule._replace(daddr=None, oif=None, ct_state=None, ct_dnat=False))
-
-
-def _map_name(rule):
-    return "fwd6" if ":" in rule.to_addr else "fwd4"
-
-
-def layout(chains):
-    """{chain: [Rule]} from the model -> the State we want in the kernel."""
+def layout(chains, lookups):
+    """``rules.to_rules(ruleset, lookups=True)`` -> the State we want in the kernel: the
+    lookup entries are the map elements, looked up after the other prerouting rules."""
     out = dict((c, list(chains.get(c, ()))) for c in r.CHAINS)
-    elements = dict((n, {}) for n in MAPS)
-    pre = []
-    for rule in out["prerouting"]:
-        if _mappable(rule):
-            elements[_map_name(rule)][(rule.iif, rule.proto, rule.dport)] = (
-                rule.to_addr, rule.to_port or rule.dport, rule.comment)
-        else:
-            pre.append(rule)
-    out["prerouting"] = pre + [MAP_RULES[n] for n in sorted(MAPS)]
+    out["prerouting"].extend(MAP_RULES[n] for n in sorted(MAPS))
+    elements = dict((n, lookups.get(family, {})) for n, family in _MAP_FAMILY.items())
     objects = set(("chain", c) for c in r.CHAINS) | set(("map", n) for n in MAPS)
     objects |= set(("ct helper", _helper_name(h)) for h in out["helpers"] if h.helper)
     return State(True, frozenset(objects), out, elements)
 
 
 def to_rules(state):
-    """A parsed State -> {chain: [Rule]}: map elements become the DNAT rules they stand for."""
+    """A parsed State -> ({chain: [Rule]}, lookup entries), as rules.from_rules reads them."""
     chains = dict((c, [x for x in state.chains.get(c, ()) if x.verdict != "map"])
                   for c in r.CHAINS)
-    for name in sorted(state.elements):
-        for (iif, proto, port), (addr, to_port, comment) in sorted(state.elements[name].items()):
-            chains["prerouting"].append(r.Rule(
-                "prerouting", iif=iif, proto=proto, dport=port, verdict="dnat", to_addr=addr,
-                to_port=None if to_port == port else to_port, comment=comment))
-    return chains
+    return chains, dict((family, state.elements.get(n, {})) for n, family in _MAP_FAMILY.items())
 
 
 # ---------------------------------------------------------------- render
@@ -170,7 +153,12 @@ def rule_text(rule):
 def _element_text(key, value):
     (iif, proto, port), (addr, to_port, comment) = key, value
     note = " comment %s" % _q(comment) if comment else ""
-    return "%s . %s . %s%s : %s . %s" % (_q(iif), proto, port, note, addr, to_port)
+    return "%s . %s . %s%s : %s . %s" % (_q(iif), proto, port, note, addr, to_port or port)
+
+
+def _element(port, addr, to_port, comment):
+    """A map element's value as the State holds it (the same port as None)."""
+    return (addr, None if to_port == port else to_port, comment)
 
 
 def _object_decl(kind, name, state):
@@ -230,14 +218,15 @@ def render_changes(have, want):
                 if k == "ct helper")
     for name in sorted(MAPS):
         old, new = have.elements.get(name, {}), want.elements[name]
-        gone = [k for k in sorted(old) if old[k] != new.get(k)]
+        # sort only what differs: the maps may hold 100,000 elements
+        gone = sorted(k for k, v in old.items() if v != new.get(k))
         if gone:
             cmds.append("delete element %s %s { %s }" % (TABLE, name, ", ".join(
                 "%s . %s . %s" % (_q(k[0]), k[1], k[2]) for k in gone)))
-        added = [(k, new[k]) for k in sorted(new) if old.get(k) != new[k]]
+        added = sorted(k for k, v in new.items() if old.get(k) != v)
         if added:
             cmds.append("add element %s %s { %s }" % (TABLE, name, ", ".join(
-                _element_text(k, v) for k, v in added)))
+                _element_text(k, new[k]) for k in added)))
     for chain in r.CHAINS:
         if have.chains.get(chain, []) != want.chains[chain] or ("chain", chain) not in have.objects:
             if ("chain", chain) in have.objects:
@@ -315,7 +304,7 @@ def _json_elements(elems):
             comment, key = key["elem"].get("comment"), key["elem"]["val"]
         iif, proto, port = key["concat"]
         addr, to_port = value["concat"]
-        out[(iif, proto, str(port))] = (addr, str(to_port), comment)
+        out[(iif, proto, str(port))] = _element(str(port), addr, str(to_port), comment)
     return out
 
 
@@ -450,7 +439,7 @@ def _text_elements(text):
         if toks[i] != ":":
             raise r.ParseError("cannot read map element near %r" % " ".join(toks[i - 5:i + 1]))
         # only the last token of an element carries the separating comma
-        out[(iif, proto, port)] = (toks[i + 1], toks[i + 3].rstrip(","), comment)
+        out[(iif, proto, port)] = _element(port, toks[i + 1], toks[i + 3].rstrip(","), comment)
         i += 4
     return out
 

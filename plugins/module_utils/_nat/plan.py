@@ -24,17 +24,19 @@ CODECS = {"nftables": nft, "iptables": iptables}
 
 
 def want_state(codec, ruleset):
-    return codec.layout(rules.to_rules(ruleset))
+    """A ruleset -> the backend State that holds it (forwards in lookup tables if it has any)."""
+    return codec.layout(*rules.to_rules(ruleset, lookups=codec.LOOKUPS))
 
 
 def read_model(codec, state):
     """A backend State -> (ruleset, foreign rules)."""
-    return rules.from_rules(codec.to_rules(state))
+    return rules.from_rules(*codec.to_rules(state))
 
 
 def ruleset_lines(codec, state):
-    """One line per rule, for diff mode: ``chain: rule``."""
-    chains = codec.to_rules(state)
+    """One line per rule, for diff mode: ``chain: rule`` (a map element as its DNAT rule)."""
+    chains, lookups = codec.to_rules(state)
+    chains["prerouting"] = chains["prerouting"] + rules.lookup_rules(lookups)
     return "".join("%s: %s\n" % (c, codec.rule_text(x)) for c in rules.CHAINS for x in chains[c])
 
 

@@ -81,9 +81,37 @@ def _pf_rules(pf):
     return [dnat, loop_in], [loop_out]
 
 
-def to_rules(ruleset):
-    """The model as {chain: [Rule]} in the order the kernel must see them."""
+def lookup_entry(pf):
+    """A port forward as a lookup entry, ``(iif, proto, port), (to_addr, to_port, comment)``,
+    or None. A DNAT on one port from any source is decided by those three fields alone, so a
+    backend may keep such forwards in a keyed table (nft maps) instead of a rule each."""
+    if pf.source is not None or not pf.port.isdigit():
+        return None
+    return (pf.in_interface, pf.protocol, pf.port), (pf.to_address, pf.to_port, pf.comment)
+
+
+def _empty_lookups():
+    return {4: {}, 6: {}}
+
+
+def lookup_rules(lookups):
+    """Lookup entries as the prerouting DNAT rules they stand for (for text output), IPv4
+    first, each family by key."""
+    return [Rule("prerouting", iif=iif, proto=proto, dport=port, verdict="dnat", to_addr=addr,
+                 to_port=to_port, comment=comment)
+            for family in sorted(lookups)
+            for (iif, proto, port), (addr, to_port, comment) in sorted(lookups[family].items())]
+
+
+def to_rules(ruleset, lookups=False):
+    """The model as ({chain: [Rule]}, lookups) in the order the kernel must see them.
+
+    With ``lookups``, each forward that ``lookup_entry`` accepts leaves its DNAT out of
+    prerouting and into ``{family: {key: value}}`` instead (its hairpin rules stay rules);
+    without, that dict stays empty.
+    """
     chains = dict((c, []) for c in CHAINS)
+    table = _empty_lookups()
     for e in ruleset.get("masquerade", ()) + ruleset.get("snat", ()):
         to = getattr(e, "to_address", None)
         chains["postrouting"].append(Rule(
@@ -94,8 +122,13 @@ def to_rules(ruleset):
         m.Masquerade(r.saddr, r.oif, None)))
     hairpins = []
     for pf in ruleset.get("port_forwards", ()):
+        entry = lookup_entry(pf) if lookups else None
+        if entry is not None:
+            table[6 if ":" in pf.to_address else 4][entry[0]] = entry[1]
+            if not pf.hairpin:
+                continue  # the common case at scale: no Rule at all
         pre, post = _pf_rules(pf)
-        chains["prerouting"].extend(pre)
+        chains["prerouting"].extend(pre[1:] if entry is not None else pre)
         hairpins.extend(post)
     chains["postrouting"].extend(hairpins)
     if ruleset.get("port_forwards"):
@@ -108,7 +141,7 @@ def to_rules(ruleset):
     for h in ruleset.get("helpers", ()):
         chains["helpers"].append(Rule("helpers", proto=h.protocol, dport=h.port,
                                       verdict="helper", helper=h.helper))
-    return chains
+    return chains, table
 
 
 _FIELD_INDEX = dict((name, i) for i, name in enumerate(Rule._fields))
@@ -129,13 +162,17 @@ _FWD_ONLY = _only("iif", "oif", "saddr", "daddr", "proto", "dport", "ct_state", 
 _HELPER_ONLY = _only("proto", "dport", "helper")
 
 
-def from_rules(chains):
-    """Read {chain: [Rule]} back into the model.
+def from_rules(chains, lookups=None):
+    """Read {chain: [Rule]} and lookup entries (as ``to_rules`` makes them) back into the model.
 
     Returns (ruleset, foreign): rules that no model entry produces land in ``foreign``,
     which makes the chain differ from its re-rendering, so the next apply repairs it.
     """
     out = dict((k, []) for k in m.KINDS)
+    for family in sorted(lookups or ()):
+        out["port_forwards"].extend(
+            m.PortForward(iif, proto, port, addr, to_port, None, False, comment)
+            for (iif, proto, port), (addr, to_port, comment) in lookups[family].items())
     foreign, hairpin_keys = [], set()
     for rule in chains.get("postrouting", ()):
         if rule.verdict == "masquerade" and rule.ct_dnat and rule.iif_neg:

@@ -51,7 +51,7 @@ def test_single_port_forwards_live_in_the_maps():
     state = _state(CONFIG)
     assert state.elements == {
         "fwd4": {("ppp0", "tcp", "8080"): ("192.168.10.5", "80", "web")},
-        "fwd6": {("ppp0", "udp", "53"): ("fd00::53", "53", None)},
+        "fwd6": {("ppp0", "udp", "53"): ("fd00::53", None, None)},  # None: the same port
     }
     # ranges and forwards limited to a source stay rules, ahead of the map lookups
     assert [r.dport for r in state.chains["prerouting"][:-2]] == ["2222", "5000-5010"]
@@ -309,7 +309,7 @@ def test_drift_missing_map_element_is_added_back_alone():
 def test_drift_extra_map_element_is_deleted_alone():
     want = _state(CONFIG)
     have = reparse(nft, want)
-    have.elements["fwd4"][("eth9", "tcp", "1")] = ("10.0.0.1", "1", None)
+    have.elements["fwd4"][("eth9", "tcp", "1")] = ("10.0.0.1", None, None)
     assert nft.render_changes(have, want) == [
         'delete element inet ipmasq fwd4 { "eth9" . tcp . 1 }']
 

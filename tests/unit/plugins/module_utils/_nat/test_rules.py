@@ -26,7 +26,8 @@ CONFIG = {
 
 
 def test_to_rules_lays_out_every_chain():
-    chains = rules.to_rules(ruleset_of(CONFIG))
+    chains, lookups = rules.to_rules(ruleset_of(CONFIG))
+    assert lookups == {4: {}, 6: {}}  # not asked for: every forward is a rule
     assert chains["postrouting"] == [  # most specific source first, across both kinds
         Rule("postrouting", saddr="192.168.10.0/24", oif="ppp0", verdict="masquerade",
              comment="office"),
@@ -55,7 +56,7 @@ def test_to_rules_lays_out_every_chain():
 
 
 def test_no_port_forwards_no_dnat_accept():
-    chains = rules.to_rules(ruleset_of({"forward": [{"action": "drop"}]}))
+    chains = rules.to_rules(ruleset_of({"forward": [{"action": "drop"}]}))[0]
     assert rules.DNAT_ACCEPT not in chains["forward"]
     assert chains["forward"] == [Rule("forward", verdict="drop")]
 
@@ -63,7 +64,7 @@ def test_no_port_forwards_no_dnat_accept():
 def test_hairpin_masquerades_the_translated_port_of_a_v6_target():
     chains = rules.to_rules(ruleset_of({"port_forwards": [
         {"in_interface": "ppp0", "port": 443, "to_address": "fd00::8", "to_port": 8443,
-         "hairpin": True}]}))
+         "hairpin": True}]}))[0]
     assert chains["postrouting"] == [Rule(
         "postrouting", iif="ppp0", iif_neg=True, daddr="fd00::8/128", proto="tcp",
         dport="8443", ct_dnat=True, verdict="masquerade")]
@@ -71,14 +72,44 @@ def test_hairpin_masquerades_the_translated_port_of_a_v6_target():
 
 def test_from_rules_inverts_to_rules():
     ruleset = ruleset_of(CONFIG)
-    assert rules.from_rules(rules.to_rules(ruleset)) == (ruleset, [])
+    assert rules.from_rules(*rules.to_rules(ruleset)) == (ruleset, [])
+    assert rules.from_rules(*rules.to_rules(ruleset, lookups=True)) == (ruleset, [])
+
+
+def test_single_port_forwards_from_any_source_become_lookup_entries():
+    chains, lookups = rules.to_rules(ruleset_of(CONFIG), lookups=True)
+    # the hairpin forward's DNAT is an entry; its loop rules stay rules
+    assert lookups == {4: {("ppp0", "tcp", "8080"): ("192.168.10.5", "80", "web")}, 6: {}}
+    assert chains["prerouting"] == [
+        Rule("prerouting", iif="ppp0", iif_neg=True, local_dst=True, proto="tcp", dport="8080",
+             verdict="dnat", to_addr="192.168.10.5", to_port="80", comment="web"),
+        Rule("prerouting", iif="ppp0", saddr="2001:db8::/48", proto="udp", dport="53",
+             verdict="dnat", to_addr="fd00::53"),
+    ]
+    assert chains["postrouting"] == rules.to_rules(ruleset_of(CONFIG))[0]["postrouting"]
+    # a range, or a limit on the source, keeps a rule; the same port is None
+    assert rules.lookup_entry(ruleset_of({"port_forwards": [
+        {"in_interface": "a", "port": "80-81", "to_address": "10.0.0.1"}]})["port_forwards"][0]) is None
+    assert rules.to_rules(ruleset_of({"port_forwards": [
+        {"in_interface": "a", "protocol": "tcp_udp", "port": 53, "to_address": "fd00::1",
+         "to_port": 53}]}), lookups=True)[1] == {
+        4: {}, 6: {("a", "tcp", "53"): ("fd00::1", None, None),
+                   ("a", "udp", "53"): ("fd00::1", None, None)}}
+
+
+def test_lookup_rules_are_the_dnat_rules_the_entries_stand_for():
+    ruleset = ruleset_of(CONFIG)
+    with_rules = rules.to_rules(ruleset)[0]["prerouting"]
+    chains, lookups = rules.to_rules(ruleset, lookups=True)
+    assert rules.lookup_rules(lookups) == [with_rules[0]]
 
 
 @settings(max_examples=150, deadline=None)
 @given(configs())
 def test_from_rules_inverts_to_rules_for_any_valid_config(config):
     ruleset = ruleset_of(config)
-    assert rules.from_rules(rules.to_rules(ruleset)) == (ruleset, [])
+    assert rules.from_rules(*rules.to_rules(ruleset)) == (ruleset, [])
+    assert rules.from_rules(*rules.to_rules(ruleset, lookups=True)) == (ruleset, [])
 
 
 @pytest.mark.parametrize("rule", [
@@ -106,7 +137,7 @@ def test_from_rules_inverts_to_rules_for_any_valid_config(config):
                       helper="ftp"), id="helper-with-iif"),
 ])
 def test_rules_outside_the_model_are_foreign(rule):
-    chains = rules.to_rules(ruleset_of(CONFIG))
+    chains = rules.to_rules(ruleset_of(CONFIG))[0]
     chains[rule.chain] = chains[rule.chain] + [rule]
     ruleset, foreign = rules.from_rules(chains)
     assert foreign == [rule]
@@ -117,13 +148,14 @@ def test_hairpin_flag_comes_from_the_loop_rule():
     config = {"port_forwards": [
         {"in_interface": "ppp0", "port": 80, "to_address": "10.0.0.5", "hairpin": True},
         {"in_interface": "ppp0", "port": 81, "to_address": "10.0.0.5"}]}
-    chains = rules.to_rules(ruleset_of(config))
-    ruleset = rules.from_rules(chains)[0]
-    assert [pf.hairpin for pf in ruleset["port_forwards"]] == [True, False]
-    # without its prerouting loop rule the forward is read back without hairpin
-    chains["prerouting"] = [r for r in chains["prerouting"] if not r.local_dst]
-    ruleset = rules.from_rules(chains)[0]
-    assert [pf.hairpin for pf in ruleset["port_forwards"]] == [False, False]
+    for lookups in (False, True):
+        chains, table = rules.to_rules(ruleset_of(config), lookups)
+        ruleset = rules.from_rules(chains, table)[0]
+        assert [pf.hairpin for pf in ruleset["port_forwards"]] == [True, False]
+        # without its prerouting loop rule the forward is read back without hairpin
+        chains["prerouting"] = [r for r in chains["prerouting"] if not r.local_dst]
+        ruleset = rules.from_rules(chains, table)[0]
+        assert [pf.hairpin for pf in ruleset["port_forwards"]] == [False, False]
 
 
 @pytest.mark.parametrize("parsed, expected", [
@@ -162,7 +194,7 @@ def test_merge_keeps_a_rule_present_in_one_family_only():
 @given(configs())
 def test_merge_inverts_split_within_each_family(config):
     """IPv4 and IPv6 rules never meet the same packet: only the order within a family counts."""
-    for chain in rules.to_rules(ruleset_of(config)).values():
+    for chain in rules.to_rules(ruleset_of(config))[0].values():
         merged = rules.merge_families(rules.split_by_family(chain, 4),
                                       rules.split_by_family(chain, 6))
         assert Counter(merged) == Counter(chain)
