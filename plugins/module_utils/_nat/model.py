@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -116,14 +117,23 @@ def _network(where, field, value, required=False):
 
 
 def _unicast(where, field, value):
+    addr, why = _check_unicast(str(value))
+    if why:
+        _fail(where, field, value, why)
+    return addr
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_unicast(text):
+    """(address, None) or (None, why). Cached: thousands of forwards share few targets."""
     try:
-        addr = ipaddress.ip_address(str(value))
+        addr = ipaddress.ip_address(text)
     except ValueError:
-        _fail(where, field, value, "is not a valid IP address")
+        return None, "is not a valid IP address"
     if addr.is_multicast or addr.is_unspecified or addr.is_loopback or addr.is_link_local \
             or (addr.version == 4 and addr == ipaddress.IPv4Address("255.255.255.255")):
-        _fail(where, field, value, "must be a unicast host address")
-    return addr
+        return None, "must be a unicast host address"
+    return addr, None
 
 
 def _host(where, field, value, required=True):
@@ -149,6 +159,11 @@ def _host_or_range(where, field, value):
 
 def parse_ports(text):
     """"80" or "5000-5010" (also "5000:5010") -> (lo, hi); raises ValueError."""
+    # the common case first, and cheap: one port, as a number or digits
+    if isinstance(text, str) and text.isdigit() or \
+            isinstance(text, int) and not isinstance(text, bool):
+        port = int(text)
+        return port, port
     text = str(text).strip()
     for sep in ("-", ":"):
         if sep in text:
