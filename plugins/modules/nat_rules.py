@@ -264,6 +264,13 @@ EXAMPLES = r"""
       port_forwards:
         - {in_interface: ppp0, port: 2222, to_address: 192.168.10.7, to_port: 22}
 
+- name: Thousands of forwards kept in a JSON file - hand over its text, the module decodes it
+  # ({"port_forwards": [...]}). Cheaper than "| from_json" or loading the list as variables,
+  # which ansible-core decodes and tags value by value: about 0.7 s and 1.8 s per 10,000.
+  ipmasq.gateway.nat_rules:
+    state: replaced
+    config: "{{ lookup('ansible.builtin.file', 'forwards.json') }}"
+
 - name: Plan only - what would change, as the exact commands
   ipmasq.gateway.nat_rules:
     state: overridden
@@ -400,12 +407,12 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.argspec import ARGUMENT_SPEC
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.argspec import MODULE_ARGUMENT_SPEC
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import plan
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+    module = AnsibleModule(argument_spec=MODULE_ARGUMENT_SPEC, supports_check_mode=True,
                            required_if=[("state", "parsed", ["running_config"])])
     result = plan.run(module)
     if result.pop("failed", False):

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
-    iptables, model, nft, plan, rules)
+    iptables, model, nft, plan)
 
 CODECS = {"nftables": nft, "iptables": iptables}
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, settings
 
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import argspec, model
 
 from nat_helpers import configs, ruleset_of
 
@@ -93,7 +93,11 @@ INVALID = [
                  id="ct-state-unknown"),
     pytest.param(fwd(ct_state=["new", "new"]), "forward[0].ct_state", "new", id="ct-state-twice"),
     pytest.param(fwd(ct_state={"new": 1}), "forward[0].ct_state", "new", id="ct-state-not-list"),
-    pytest.param(pf(hairpin="yes"), "port_forwards[0].hairpin", "yes", id="hairpin-not-bool"),
+    pytest.param(pf(hairpin="maybe"), "port_forwards[0].hairpin", "maybe", id="hairpin-not-bool"),
+    pytest.param(pf(hairpin=[True]), "port_forwards[0].hairpin", "True", id="hairpin-a-list"),
+    pytest.param(masq(comment=["x"]), "masquerade[0].comment", "x", id="comment-a-list"),
+    pytest.param(masq(out_interface={"a": 1}), "masquerade[0].out_interface", "a",
+                 id="ifname-a-dict"),
     # address families
     pytest.param(snat(source="10.0.0.0/8", to_address="2001:db8::1"), "snat[0].source",
                  "2001:db8::1", id="snat-v4-source-v6-to"),
@@ -140,7 +144,8 @@ INVALID = [
                  id="comment-129-bytes"),
     pytest.param(masq(comment="é" * 65), "masquerade[0].comment", "é" * 65,
                  id="comment-130-bytes-65-chars"),
-    pytest.param(masq(comment=42), "masquerade[0].comment", "42", id="comment-not-text"),
+    # (a number is text, as for Ansible's str options: test_conversions_of_ansible_option_types)
+    pytest.param(masq(comment=True), "masquerade[0].comment", "True", id="comment-not-text"),
     # helpers
     pytest.param({"helpers": [{"helper": "http", "port": 80}]}, "helpers[0].helper", "http",
                  id="helper-unknown"),
@@ -322,6 +327,40 @@ def test_ansible_fills_unset_options_with_none():
     assert set(got) == {"masquerade", "port_forwards", "forward"}
     assert got["port_forwards"][0].protocol == "tcp" and got["port_forwards"][0].hairpin is False
     assert got["forward"][0].action == "accept"
+
+
+def test_conversions_of_ansible_option_types():
+    """The argument spec leaves config's entries to the model: it converts as Ansible's
+    bool and str option types do."""
+    for text, value in (("yes", True), ("on", True), ("1", True), (1, True), ("no", False),
+                        ("off", False), ("False", False), (0, False)):
+        assert model.build_config(pf(hairpin=text))["port_forwards"][0].hairpin is value
+    got = model.build_config({"masquerade": [{"out_interface": 10, "comment": 2024}]})
+    assert got["masquerade"] == (model.Masquerade(None, "10", "2024"),)
+
+
+def test_the_documented_suboptions_are_what_the_model_accepts():
+    """argspec.CONFIG_SPEC is the documented shape (test_nat_rules.py checks it against the
+    documentation); the module validates entries with the model alone."""
+    spec = argspec.CONFIG_SPEC
+    assert sorted(spec) == sorted(model.KINDS)
+    assert sorted(spec["masquerade"]["options"]) == sorted(model.Masquerade._fields)
+    assert sorted(spec["snat"]["options"]) == sorted(model.Snat._fields)
+    assert sorted(spec["port_forwards"]["options"]) == sorted(model.PortForward._fields)
+    assert sorted(spec["forward"]["options"]) == sorted(model.Forward._fields)
+    assert sorted(spec["helpers"]["options"]) == sorted(model.Helper._fields)
+    assert spec["port_forwards"]["options"]["protocol"]["choices"] == list(model.PF_PROTOCOLS)
+    assert spec["forward"]["options"]["protocol"]["choices"] == list(model.FORWARD_PROTOCOLS)
+    assert spec["forward"]["options"]["action"]["choices"] == list(model.FORWARD_ACTIONS)
+    assert spec["forward"]["options"]["ct_state"]["choices"] == list(model.CT_STATES)
+    # the documented defaults are the model's
+    entry = model.build_config(pf())["port_forwards"][0]
+    assert entry.protocol == spec["port_forwards"]["options"]["protocol"]["default"]
+    assert entry.hairpin is spec["port_forwards"]["options"]["hairpin"]["default"]
+    assert model.build_config(fwd())["forward"][0].action == \
+        spec["forward"]["options"]["action"]["default"]
+    assert argspec.MODULE_ARGUMENT_SPEC["config"] == {"type": "dict"}
+    assert dict(argspec.MODULE_ARGUMENT_SPEC, config=None) == dict(argspec.ARGUMENT_SPEC, config=None)
 
 
 def test_tcp_udp_is_two_entries():
