@@ -24,8 +24,8 @@ TARGETS = (
 
 DESCRIPTIONS = {
     "floor_s": "ansible-playbook with one trivial task (ping), same invocation",
-    "floor_10k_vars_s": ("the floor playbook plus reading and decoding the 10,000 forwards "
-                         "as nat_rules.yml does (lookup + from_json), no module"),
+    "floor_10k_vars_s": ("the floor playbook plus reading the 10,000 forwards' JSON file "
+                         "as nat_rules.yml does (lookup), no module"),
     "builtin_loop_200_s": "ansible.builtin.iptables in a loop, 200 DNAT forwards",
     "builtin_loop_200_rerun_s": "the same loop again, nothing to change",
     "builtin_loop_50_s": "ansible.builtin.iptables in a loop, 50 DNAT forwards (measured)",
@@ -362,16 +362,17 @@ def method_text(out):
   -e ansible_python_interpreter={{ ansible_playbook_python }} -e bench_config_file=F PLAYBOOK`
   process run with `ip netns exec` in a fresh namespace, timed from start to exit. The
   forwards (TCP ports 10000 and up on `wan0`, each to a LAN host and port) are read by the
-  task itself from a JSON file, `lookup('ansible.builtin.file', f) | from_json`, for the
-  builtin loop and for nat_rules alike. `floor_s` is the same command with one
+  task itself from a JSON file. nat_rules gets the file's text,
+  `config: "{{ lookup('ansible.builtin.file', f) }}"`, which its dict option decodes as
+  JSON (see the module's examples); the builtin loop needs a list and loops over
+  `lookup('ansible.builtin.file', f) | from_json`. `floor_s` is the same command with one
   `ansible.builtin.ping` task: what any playbook costs before a module does any work.
-  `floor_10k_vars_s` adds a task that reads and decodes the 10,000 forwards exactly as the
-  nat_rules task does (`lookup` + `from_json`), so that the nat_rules figures minus it are
-  the cost of handing the list to the module and of the module itself. A user can feed the
-  module the same way (a JSON file next to the playbook). Loading the same list as
-  variables instead costs more in ansible-core 2.19, which tags every loaded value with its
-  origin: `-e @file` with JSON about 1.8 s more per 10,000 forwards, with YAML about 6 s
-  (group_vars go through the same loader); see benchmarks/findings.md.
+  `floor_10k_vars_s` adds a task that reads the 10,000 forwards' file exactly as the
+  nat_rules task does, so that the nat_rules figures minus it are the cost of handing the
+  list to the module and of the module itself. Other ways to hand over the same list cost
+  ansible-core 2.19 more, as it tags every value it decodes with its origin (measured at
+  10,000 forwards, see benchmarks/findings.md): `| from_json` in the task about 0.7 s of
+  CPU, `-e @file` (as group_vars) about 1.8 s with JSON and 6 s with YAML.
 - **Builtin loop.** `ansible.builtin.iptables` with `table: nat`, `chain: PREROUTING`,
   `jump: DNAT`, `to_destination`, looping over the same list; the re-run finds every rule
   present (`iptables -C`) and changes nothing.
