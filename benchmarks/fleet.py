@@ -192,7 +192,8 @@ def wait_booted(name, deadline):
         state = proc.stdout.strip()
         if state in ("running", "degraded"):
             return state
-        if state not in ("initializing", "starting", ""):
+        # "offline": PID 1 does not answer on its bus yet, right after the container starts.
+        if state not in ("initializing", "starting", "offline", ""):
             raise FleetError("%s: systemd is %s" % (name, state))
         time.sleep(0.5)
     raise FleetError("%s: systemd did not finish booting in %d s (last state %s)"
