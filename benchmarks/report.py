@@ -282,7 +282,7 @@ def write_doc(out, path, png):
     parts.append("## Run\n")
     parts.append(
         "```\nmake bench            # full run: %s\nmake bench QUICK=1    # under 3 minutes\n```\n"
-        % "about 10-15 minutes on 2 cores")
+        % "about 22 minutes on 2 cores, half of it the fleet")
     parts.append(
         "A full run rewrites `benchmarks/results.json`, this page and `docs/benchmarks.png`. A "
         "quick run (the builtin loop with 50 rules, its 200-rule figures extrapolated x4, fewer "
