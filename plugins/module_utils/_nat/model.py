@@ -355,12 +355,11 @@ def _check_port_overlap(entries, wheres):
                    for pf, where in zip(entries, wheres))
     for a, b in zip(spans, spans[1:]):
         if a[:2] == b[:2] and b[2] <= a[3]:
-            first, second = sorted((a[4], b[4]))
+            first, second = sorted((a, b), key=lambda span: span[4])  # name the later entry
             raise ConfigError(
                 "%s.port: overlaps %s on %s/%s (got %r and %r)"
-                % (second, first, a[0], a[1], format_ports(b[2], b[3]) if second == b[4]
-                   else format_ports(a[2], a[3]), format_ports(a[2], a[3]) if second == b[4]
-                   else format_ports(b[2], b[3])))
+                % (second[4], first[4], a[0], a[1], format_ports(*second[2:4]),
+                   format_ports(*first[2:4])))
 
 
 def build_config(config, partial=False):

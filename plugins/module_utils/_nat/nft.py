@@ -89,9 +89,11 @@ def _helper_of(name):
     return name.rsplit("-", 2)[0]
 
 
-def _helper_decl(name):
+def _helper_decl(name, table=""):
+    """The ct helper object ``name``, inside a table block or (``table``) on its own."""
     helper, proto = name.rsplit("-", 2)[:2]
-    return 'ct helper %s { type "%s" protocol %s; l3proto inet; }' % (name, helper, proto)
+    return 'ct helper %s%s { type "%s" protocol %s; l3proto inet; }' % (
+        table and table + " ", name, helper, proto)
 
 
 def _q(text):
@@ -166,7 +168,7 @@ def _object_decl(kind, name, state):
         return "add chain %s %s { %s }" % (TABLE, name, CHAIN_TYPES[name])
     if kind == "map":
         return "add map %s %s { %s }" % (TABLE, name, MAPS[name][1])
-    return "add %s" % _helper_decl(name).replace("ct helper ", "ct helper %s " % TABLE, 1)
+    return "add " + _helper_decl(name, TABLE)
 
 
 def render_full(state):
