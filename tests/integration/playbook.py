@@ -64,6 +64,11 @@ def nat_rules_task(args, name=None):
     }
 
 
+def role_task(name, role, variables):
+    """One task including a role of the collection with these task variables."""
+    return {"name": name, "ansible.builtin.include_role": {"name": role}, "vars": variables}
+
+
 class PlaybookRun:
     def __init__(self, proc, results):
         self.rc = proc.returncode

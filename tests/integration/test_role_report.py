@@ -6,7 +6,7 @@ from its `summary`: a no-change run reports every rule as unchanged, not zero ru
 """
 import scenarios
 from netlab import LAN_NET, LAN_SERVER
-from playbook import run_plays, task_results
+from playbook import role_task, run_plays, task_results
 
 PF = {"protocol": "tcp", "port": 8080, "to_address": LAN_SERVER, "to_port": 80}
 GATEWAY = {"ipmasq_wan_interface": scenarios.WAN_IF, "ipmasq_lan_networks": [LAN_NET],
@@ -15,8 +15,7 @@ GATEWAY = {"ipmasq_wan_interface": scenarios.WAN_IF, "ipmasq_lan_networks": [LAN
 
 def summaries(lab, tmp_path, backend, runs):
     """Run the gateway role once per entry of ``runs`` (extra variables); the summary lines."""
-    tasks = [{"name": "run %d" % i, "ansible.builtin.include_role": {"name": "ipmasq.gateway.gateway"},
-              "vars": variables} for i, variables in enumerate(runs)]
+    tasks = [role_task("run %d" % i, "ipmasq.gateway.gateway", variables) for i, variables in enumerate(runs)]
     play = [{"name": "report", "hosts": "all", "gather_facts": False,
              "vars": dict(GATEWAY, ipmasq_backend=backend), "tasks": tasks}]
     proc, report = run_plays(lab.gw, tmp_path, play)

@@ -20,7 +20,7 @@ import foreign
 import scenarios
 from foreign import SNAPSHOT_COMMAND, Snapshot
 from netlab import LAN_NET, LAN_SERVER
-from playbook import etc_upper, run_plays, task_results
+from playbook import etc_upper, role_task, run_plays, task_results
 
 ROLE_TIMEOUT = 600
 WAN = scenarios.WAN_IF
@@ -179,10 +179,6 @@ def host_state(result):
     state = foreign.whole(Snapshot.parse(rules))
     state.update({"sysctls": sysctls, "files under /etc": etc})
     return state
-
-
-def role_task(name, role, variables):
-    return {"name": name, "ansible.builtin.include_role": {"name": role}, "vars": variables}
 
 
 def bad_input_block(index, role, bad):
