@@ -53,6 +53,11 @@ def module_python():
     return "auto_silent"
 
 
+def path_with(prefix):
+    """PATH with directory ``prefix`` first, so that shims there shadow the real tools."""
+    return "%s:%s" % (prefix, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))
+
+
 def nat_rules_task(args, name=None):
     """One task calling the module. Safe defaults for tests: never persist to the host."""
     args = dict(args)
@@ -99,14 +104,13 @@ def etc_upper(workdir):
     return Path(workdir) / "etc-overlay" / "upper"
 
 
-def run_playbook(ns, workdir, tasks, check=False, diff=False, path_prefix=None, extra_env=None):
+def run_playbook(ns, workdir, tasks, check=False, diff=False):
     """Write tasks into a playbook under workdir and run it inside namespace ns.
 
     Returns a PlaybookRun whose ``results`` are the per-task module results, in order.
     """
     play = [{"name": "nat_rules under test", "hosts": "all", "gather_facts": False, "tasks": tasks}]
-    proc, report = run_plays(ns, workdir, play, check=check, diff=diff, path_prefix=path_prefix,
-                             extra_env=extra_env)
+    proc, report = run_plays(ns, workdir, play, check=check, diff=diff)
     results = [result for _name, result in task_results(report)]
     if len(results) != len(tasks):
         raise CommandError("expected %d task results, got %d (rc=%d)\nstdout: %s\nstderr: %s"
@@ -115,8 +119,7 @@ def run_playbook(ns, workdir, tasks, check=False, diff=False, path_prefix=None, 
     return PlaybookRun(proc, results)
 
 
-def run_plays(ns, workdir, plays, check=False, diff=False, path_prefix=None, extra_env=None,
-              timeout=PLAYBOOK_TIMEOUT):
+def run_plays(ns, workdir, plays, check=False, diff=False, path_prefix=None, timeout=PLAYBOOK_TIMEOUT):
     """Write plays into a playbook under workdir and run it inside namespace ns.
 
     Returns the finished process and the ansible.posix.json report. Tasks of included
@@ -143,9 +146,7 @@ def run_plays(ns, workdir, plays, check=False, diff=False, path_prefix=None, ext
         "ANSIBLE_FORCE_COLOR": "0",
     })
     if path_prefix:
-        env["PATH"] = "%s:%s" % (path_prefix, env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))
-    if extra_env:
-        env.update(extra_env)
+        env["PATH"] = path_with(path_prefix)
 
     upper = etc_upper(workdir)
     work = upper.parent / "work"
@@ -207,10 +208,9 @@ class NatRules:
     def play(self, *tasks, **kw):
         return run_playbook(self.ns, self.workdir, list(tasks), **kw)
 
-    def __call__(self, state="merged", config=None, check=False, diff=False, path_prefix=None, **options):
+    def __call__(self, state="merged", config=None, check=False, diff=False, **options):
         """One module call; returns its result dict."""
-        run = self.play(self.task(state, config, **options), check=check, diff=diff,
-                        path_prefix=path_prefix)
+        run = self.play(self.task(state, config, **options), check=check, diff=diff)
         return run[0]
 
     @property

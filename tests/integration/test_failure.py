@@ -5,7 +5,6 @@ reads and the dry-run check (``nft -c``, ``iptables-restore --test``) to the rea
 binary and fails the chosen real apply with a kernel-like error. The module finds
 its binaries through PATH, so the shim goes first on the playbook's PATH.
 """
-import os
 import shutil
 import stat
 
@@ -13,7 +12,7 @@ import foreign
 import pytest
 import scenarios
 from foreign import Snapshot
-from playbook import brief, ok
+from playbook import brief, ok, path_with
 from netlab import GW_WAN, LAN_SERVER, WAN_HOST, WAN_PORT
 
 KERNEL_ERRORS = {
@@ -94,7 +93,7 @@ def test_failed_apply_keeps_previous_ruleset(lab, nat, tmp_path, failing, loggin
     shims.mkdir()
     log = make_shim(shims, failing, fail_at=1)
     other_logs = [make_shim(shims, tool, fail_at=0) for tool in logging_only]
-    shim_path = {"PATH": "%s:%s" % (shims, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))}
+    shim_path = {"PATH": path_with(shims)}
 
     run = nat.play(nat.task("merged", _base()), nat.snapshot(),
                    nat.task("merged", _target(), env=shim_path), nat.snapshot(),
