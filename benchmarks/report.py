@@ -3,6 +3,7 @@ the plot. Pure formatting: nothing here measures or touches a host."""
 import json
 import os
 import re
+import statistics
 
 # (figure, comparison, limit as a function of the results, limit text)
 TARGETS = (
@@ -75,14 +76,6 @@ ORDER = (
 # Figures that repeat another under the name the targets use.
 ALIASES = {"raw_200_s": "raw_200_s_nft", "nat_rules_10k_s": "nat_rules_10k_s_nft",
            "nat_rules_10k_rerun_s": "nat_rules_10k_rerun_s_nft"}
-
-
-def _unit(key):
-    if key.startswith("conn_rate"):
-        return "conn/s"
-    if key.startswith("speedup"):
-        return "x"
-    return "s"
 
 
 def fmt(key, value):
@@ -405,12 +398,6 @@ def method_text(out):
 """ % dict(s, conn=conn)
 
 
-def _median(values):
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def fleet_text(out):
     """How the fleet figures are measured, and the CPU each gateway costs."""
     fleet = out["details"].get("fleet")
@@ -445,9 +432,9 @@ def fleet_text(out):
         busy = [c["machine_s"] for c in cpu]
         rows.append((count, fmt(key, out.get(key)),
                      "%.1fx" % (out[key] / one) if out.get(key) and one else "",
-                     "%.1f s" % _median(ctl) if ctl else "",
-                     "%.1f s" % _median(cont) if cont else "",
-                     "%.0f%%" % (100 * _median(busy) / (fleet["cpu_count"] * out[key]))
+                     "%.1f s" % statistics.median(ctl) if ctl else "",
+                     "%.1f s" % statistics.median(cont) if cont else "",
+                     "%.0f%%" % (100 * statistics.median(busy) / (fleet["cpu_count"] * out[key]))
                      if busy and out.get(key) else ""))
     lines.append("CPU time during each converge (median of the rounds): *controller* is "
                  "`ansible-playbook` and the `podman` commands it runs, *containers* is what "
