@@ -9,6 +9,7 @@ Port-forward lab (for the connection rate)::
 
     cli 198.51.100.20 -- wan0 198.51.100.1  gw  172.30.77.1 lan0 -- lan 172.30.77.20
 """
+import contextlib
 import itertools
 import os
 import signal
@@ -73,6 +74,15 @@ class Labs:
         self.created.append(ns)
         ns.ip("link", "set", "lo", "up")
         return ns
+
+    @contextlib.contextmanager
+    def scratch(self, role):
+        """A new namespace for the ``with`` block, deleted when the block ends."""
+        ns = self.namespace(role)
+        try:
+            yield ns
+        finally:
+            self.delete(ns)
 
     def delete(self, ns):
         _kill_pids(ns)

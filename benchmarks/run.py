@@ -230,12 +230,9 @@ class Bench:
         for old in WORK.glob("rendered_*"):
             old.unlink()
         (WORK / "renders.json").write_text(json.dumps({"bench_renders": renders}))
-        ns = self.labs.namespace("render")
-        try:
+        with self.labs.scratch("render") as ns:
             # Also the warm-up: the first run compiles and caches what later runs reuse.
             seconds = self.playbook(ns, "render.yml", vars_file=WORK / "renders.json")
-        finally:
-            self.labs.delete(ns)
         self.say("rendered %d scripts with state=rendered in %.2f s (not a figure)"
                  % (len(renders), seconds))
         for count in (10, 10000):
@@ -265,35 +262,26 @@ class Bench:
 
     # ------------------------------------------------------------ jobs (one sample each)
     def job_floor(self, first):
-        ns = self.labs.namespace("gw")
-        try:
+        with self.labs.scratch("gw") as ns:
             seconds = self.playbook(ns, "floor.yml")
-        finally:
-            self.labs.delete(ns)
         self.add("floor_s", seconds)
         return "floor %.3f s" % seconds
 
     def job_floor_vars(self, first):
         """The floor plus reading the 10,000-forward config the way nat_rules.yml does
         (``lookup('file')`` in the task); nothing else uses it."""
-        ns = self.labs.namespace("gw")
-        try:
+        with self.labs.scratch("gw") as ns:
             seconds = self.playbook(ns, "floor_vars.yml", 10000)
-        finally:
-            self.labs.delete(ns)
         self.add("floor_10k_vars_s", seconds)
         return "floor with the 10k config read %.3f s" % seconds
 
     def job_nat_rules(self, backend, count, first):
-        ns = self.labs.namespace("gw")
         extra = {"bench_backend": backend}
-        try:
+        with self.labs.scratch("gw") as ns:
             apply_s = self.playbook(ns, "nat_rules.yml", count, extra, True)
             if first:
                 self.check_count(ns, backend, count)
             rerun_s = self.playbook(ns, "nat_rules.yml", count, extra, False)
-        finally:
-            self.labs.delete(ns)
         short = BACKENDS[backend]
         self.add("nat_rules_%s_s_%s" % (label(count), short), apply_s)
         self.add("nat_rules_%s_rerun_s_%s" % (label(count), short), rerun_s)
@@ -301,27 +289,21 @@ class Bench:
                                                                  rerun_s)
 
     def job_builtin(self, count, first):
-        ns = self.labs.namespace("gw")
-        try:
+        with self.labs.scratch("gw") as ns:
             apply_s = self.playbook(ns, "builtin.yml", count, None, True)
             if first:
                 self.check_count(ns, "iptables", count, chain="PREROUTING")
             rerun_s = self.playbook(ns, "builtin.yml", count, None, False)
-        finally:
-            self.labs.delete(ns)
         self.add("builtin_loop_%d_s" % count, apply_s)
         self.add("builtin_loop_%d_rerun_s" % count, rerun_s)
         return "builtin loop %d: apply %.2f s, re-run %.2f s" % (count, apply_s, rerun_s)
 
     def job_raw(self, backend, count, first):
-        ns = self.labs.namespace("gw")
-        try:
+        with self.labs.scratch("gw") as ns:
             out = ns.run(self.python, HERE / "kernel_apply.py", backend,
                          self.rendered(backend, count)).stdout
             if first:
                 self.check_count(ns, backend, count)
-        finally:
-            self.labs.delete(ns)
         seconds = float(out.strip())
         short = BACKENDS[backend]
         self.add("raw_%s_s_%s" % (label(count), short), seconds)
@@ -412,26 +394,22 @@ class Bench:
                         index + 1, cfg["conn_repeats"], key, got["rate"], got["connections"],
                         got["seconds"], got["errors"]))
         finally:
-            for trio in labs.values():
-                for ns in trio:
-                    self.labs.delete(ns)
-            self.labs.close()  # also stops the servers
+            self.labs.close()  # stops the servers and deletes the labs' namespaces
 
     # ------------------------------------------------------------ module profile
     def module_profile(self, plain_repeats=3):
         """nat_rules main() in-process at 10k forwards: plain time (median of
         ``plain_repeats``, apply in a fresh namespace then re-run), then one profiled pair."""
         out = {}
+        config = json.loads(self.config_file(10000).read_text())
         for backend in self.cfg["big_backends"]:
-            config = json.loads(self.config_file(10000).read_text())
             args = WORK / ("module_args_%s.json" % backend)
             args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
                 "backend": backend, "state": "replaced", "persist": False, "config": config}}))
             plain, sizes = {}, {}
             for index in range(plain_repeats + 1):
                 profiled = index == plain_repeats
-                ns = self.labs.namespace("prof")
-                try:
+                with self.labs.scratch("prof") as ns:
                     for step in ("apply", "rerun"):
                         argv = [self.python, HERE / "profile_module.py", args, "--top", "12"]
                         if not profiled:
@@ -449,8 +427,6 @@ class Bench:
                         else:
                             plain.setdefault(name, []).append(data["seconds"])
                             sizes[name] = data
-                finally:
-                    self.labs.delete(ns)
             for step in ("apply", "rerun"):
                 name = "%s_%s" % (BACKENDS[backend], step)
                 prof = out[name]["profile"]
@@ -489,14 +465,11 @@ class Bench:
         builtin_n = self.cfg["builtin_rules"]
         if builtin_n != 200:
             factor = 200 / builtin_n
-            res["builtin_loop_%d_s" % builtin_n] = statistics.median(
-                self.samples["builtin_loop_%d_s" % builtin_n])
             res["builtin_loop_200_s"] = res["builtin_loop_%d_s" % builtin_n] * factor
             res["builtin_loop_200_rerun_s"] = res["builtin_loop_%d_rerun_s" % builtin_n] * factor
             self.extra["builtin_extrapolated"] = "measured with %d rules, times %g" % (
                 builtin_n, factor)
-        for alias, key in (("raw_200_s", "raw_200_s_nft"), ("nat_rules_10k_s", "nat_rules_10k_s_nft"),
-                           ("nat_rules_10k_rerun_s", "nat_rules_10k_rerun_s_nft")):
+        for alias, key in report.ALIASES.items():
             if key in res:
                 res[alias] = res[key]
         res["speedup_vs_builtin_200"] = res["builtin_loop_200_s"] / res["nat_rules_200_s_nft"]
