@@ -268,6 +268,14 @@ def verify_fleet(count):
 
 # ---------------------------------------------------------------- timing
 
+def ansible_playbook_path():
+    """The ansible-playbook next to this Python (the venv's), else the one on PATH."""
+    path = Path(sys.executable).parent / "ansible-playbook"
+    if path.exists():
+        return str(path)
+    return shutil.which("ansible-playbook") or "ansible-playbook"
+
+
 def ansible_env(base=None):
     env = dict(base or os.environ)
     venv_bin = str(Path(sys.executable).parent)
@@ -358,9 +366,7 @@ def measure(ansible_playbook=None, env=None, counts=COUNTS, repeats=REPEATS, say
     if max(counts) > MAX_GATEWAYS:
         raise FleetError("at most %d gateways (the WAN /27 and the LAN subnets)" % MAX_GATEWAYS)
     if ansible_playbook is None:
-        ansible_playbook = str(Path(sys.executable).parent / "ansible-playbook")
-        if not os.path.exists(ansible_playbook):
-            ansible_playbook = shutil.which("ansible-playbook") or "ansible-playbook"
+        ansible_playbook = ansible_playbook_path()
     env = ansible_env(env)
     os.environ.setdefault("CONTAINERS_CONF", env["CONTAINERS_CONF"])
     image = ensure_image(say)

@@ -165,14 +165,9 @@ class Bench:
         self.results = {}
         self.extra = {}
         self.python = sys.executable
-        self.ansible_playbook = str(Path(sys.executable).parent / "ansible-playbook")
-        if not os.path.exists(self.ansible_playbook):
-            self.ansible_playbook = shutil.which("ansible-playbook") or "ansible-playbook"
-        self.env = dict(os.environ)
-        self.env["PATH"] = "%s:%s" % (Path(sys.executable).parent, self.env.get("PATH", ""))
-        self.env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(collections_path()))
-        self.env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0",
-                        ANSIBLE_FORCE_COLOR="0")
+        self.ansible_playbook = fleet_bench.ansible_playbook_path()
+        collections_path()  # the link behind ansible_env()'s default ANSIBLE_COLLECTIONS_PATH
+        self.env = fleet_bench.ansible_env()
         self.module_env = dict(self.env, PYTHONPATH=self.env["ANSIBLE_COLLECTIONS_PATH"])
 
     # ------------------------------------------------------------ plumbing
