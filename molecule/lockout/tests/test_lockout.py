@@ -12,31 +12,29 @@ import subprocess
 
 import pytest
 
-GATEWAY = "lockout-gw"
+@pytest.fixture(name="name")
+def fixture_name(testbed):
+    return testbed.one("gateways")
 
 
 @pytest.fixture(name="gateway")
-def fixture_gateway(testbed):
-    return testbed.host(GATEWAY)
+def fixture_gateway(testbed, name):
+    return testbed.host(name)
 
 
 @pytest.fixture(name="settings")
-def fixture_settings(testbed):
-    return testbed.variables(GATEWAY)
+def fixture_settings(testbed, name):
+    return testbed.variables(name)
 
 
-def ssh(settings, command):
+def test_controller_reaches_the_gateway_over_ssh_again(settings, name):
     key = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "id_lockout")
     argv = ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
     argv += settings["lockout_ssh_args"].split()
-    argv += ["root@%s" % settings["lockout_ssh_address"], command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-
-
-def test_controller_reaches_the_gateway_over_ssh_again(settings):
-    proc = ssh(settings, "hostname")
+    argv += ["root@%s" % settings["testbed_addresses"]["wan"], "hostname"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == GATEWAY
+    assert proc.stdout.strip() == name
 
 
 def test_live_ruleset_is_the_one_before_the_change(gateway, settings):
