@@ -130,13 +130,14 @@ def test_connection_lost_without_rollback_timeout_is_an_ordinary_failure(clock):
         plugin.run(task_vars={})
 
 
-@pytest.mark.parametrize("args", [
-    {"rollback_timeout": 10, "confirm": False},
-    {"rollback_timeout": 10},
+@pytest.mark.parametrize("args, answer", [
+    # confirm: false returns the token for a later task
+    pytest.param({"rollback_timeout": 10, "confirm": False},
+                 dict(APPLIED, rollback_token="42-abc"), id="confirm-false"),
+    # with no token nothing was armed
+    pytest.param({"rollback_timeout": 10}, {"changed": False}, id="nothing-armed"),
 ])
-def test_no_confirmation_when_not_asked_or_nothing_armed(clock, args):
-    # confirm: false returns the token for a later task; with no token nothing was armed.
-    answer = dict(APPLIED, rollback_token="42-abc") if "confirm" in args else {"changed": False}
+def test_no_confirmation_when_not_asked_or_nothing_armed(clock, args, answer):
     plugin = make_plugin(args, [answer], clock)
     result = plugin.run(task_vars={})
     assert plugin._connection.resets == 0

@@ -164,14 +164,8 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("config, where, value", INVALID)
-def test_invalid_entry_names_entry_field_and_value(config, where, value):
-    message = _error(config)
-    assert message.startswith(where + ":"), message
-    assert value in message, message
-
-
-@pytest.mark.parametrize("config, where, value", [
+# (config, where, what) for a config of the wrong shape
+INVALID_STRUCTURE = [
     pytest.param({"nat": []}, "config", "nat", id="unknown-kind"),
     pytest.param({"masquerade": {"out_interface": "ppp0"}}, "config.masquerade", "out_interface",
                  id="kind-not-a-list"),
@@ -181,8 +175,11 @@ def test_invalid_entry_names_entry_field_and_value(config, where, value):
     pytest.param(pf(dport=80), "port_forwards[0]", "dport", id="unknown-field-pf"),
     pytest.param({"masquerade": [{"out_interface": "ppp0", "to_address": "203.0.113.1"}]},
                  "masquerade[0]", "to_address", id="snat-field-on-masquerade"),
-])
-def test_invalid_structure_names_where_and_what(config, where, value):
+]
+
+
+@pytest.mark.parametrize("config, where, value", INVALID + INVALID_STRUCTURE)
+def test_invalid_config_names_where_and_what(config, where, value):
     message = _error(config)
     assert message.startswith(where + ":"), message
     assert value in message, message
