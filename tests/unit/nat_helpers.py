@@ -23,18 +23,14 @@ def ruleset_of(config):
     return ruleset
 
 
-def want_state(codec, ruleset):
-    return plan.want_state(codec, ruleset)
+def state_of(codec, config):
+    """The backend State that ``render_full`` writes for a config dict."""
+    return plan.want_state(codec, ruleset_of(config))
 
 
 def reparse(codec, state):
     """What a host holds after loading ``render_full(state)``, read back as a State."""
     return codec.parse(codec.render_full(state))
-
-
-def read_back(codec, state):
-    """A backend State -> (ruleset, foreign)."""
-    return plan.read_model(codec, state)
 
 
 def kinds_differ(got, want):
@@ -134,16 +130,6 @@ def nat_entries(draw, kind):
     return entry
 
 
-def _unique(entries, key):
-    seen, out = set(), []
-    for e in entries:
-        k = key(e)
-        if k not in seen:
-            seen.add(k)
-            out.append(e)
-    return out
-
-
 _pf_ifnames = st.one_of(st.sampled_from(IFNAMES[:4]), ifnames)
 _pf_protocols = st.sampled_from(model.PF_PROTOCOLS)
 
@@ -225,10 +211,6 @@ def forward_entries(draw):
     return entry
 
 
-def _forward_identity(entry):
-    return model.build_config({"forward": [entry]})["forward"][0]._replace(comment=None)
-
-
 helper_entries = st.sampled_from(sorted(model.HELPER_PROTOCOLS)).flatmap(
     lambda name: st.fixed_dictionaries(
         {"helper": st.just(name),
@@ -236,23 +218,23 @@ helper_entries = st.sampled_from(sorted(model.HELPER_PROTOCOLS)).flatmap(
         optional={"protocol": st.sampled_from(model.HELPER_PROTOCOLS[name])}))
 
 
-def _helper_identity(entry):
-    return model.build_config({"helpers": [entry]})["helpers"][0]
-
-
-def _nat_identity(entry):
-    [built] = model.build_config({"masquerade": [{"source": entry.get("source"),
-                                                  "out_interface": entry["out_interface"]}]}
-                                 )["masquerade"]
-    return built
+def _unique_by_identity(kind, entries):
+    """The entries whose model.identity no earlier entry has (a config refuses duplicates)."""
+    seen, out = set(), []
+    for entry in entries:
+        key = model.identity(kind, model.build_config({kind: [entry]})[kind][0])
+        if key not in seen:
+            seen.add(key)
+            out.append(entry)
+    return out
 
 
 _masquerade_lists = st.lists(nat_entries("masquerade"), max_size=4).map(
-    lambda entries: _unique(entries, _nat_identity))
+    lambda entries: _unique_by_identity("masquerade", entries))
 _snat_lists = st.lists(nat_entries("snat"), max_size=4).map(
-    lambda entries: _unique(entries, _nat_identity))
+    lambda entries: _unique_by_identity("snat", entries))
 _forward_lists = st.lists(forward_entries(), max_size=6).map(
-    lambda entries: _unique(entries, _forward_identity))
+    lambda entries: _unique_by_identity("forward", entries))
 
 
 def configs(helpers=helper_entries):
@@ -263,7 +245,7 @@ def configs(helpers=helper_entries):
         "port_forwards": port_forward_lists,
         "forward": _forward_lists,
         "helpers": st.lists(helpers, max_size=3).map(
-            lambda entries: _unique(entries, _helper_identity)),
+            lambda entries: _unique_by_identity("helpers", entries)),
     })
 
 

@@ -20,7 +20,7 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
 from ansible_collections.ipmasq.gateway.plugins.modules import nat_rules
 
 from nat_helpers import (
-    CODECS, apply_commands, fixture_config, fixture_text, reparse, ruleset_of, want_state)
+    CODECS, apply_commands, fixture_config, fixture_text, reparse, ruleset_of, state_of)
 
 CONFIG = {
     "masquerade": [{"source": "192.168.10.0/24", "out_interface": "ppp0", "comment": "office"}],
@@ -132,7 +132,7 @@ def test_rendered_returns_the_full_script_without_a_host(no_host, backend, codec
     result = run(state="rendered", backend=backend, config=CONFIG)
     assert result == {
         "changed": False, "backend": "iptables" if codec is iptables else "nftables",
-        "rendered": codec.render_full(want_state(codec, ruleset_of(CONFIG))).splitlines()}
+        "rendered": codec.render_full(state_of(codec, CONFIG)).splitlines()}
 
 
 def test_parsed_reads_running_config_without_a_host(no_host):
@@ -180,8 +180,7 @@ def test_merged_applies_persists_and_then_changes_nothing(machine, backend):
     assert first["after"] == model.ruleset_to_dict(ruleset_of(CONFIG))
     applied = [c for c in machine.calls if c[0] == "apply"]
     assert applied == [("apply", backend, first["commands"])]
-    assert first["commands"] == codec.render_changes(codec.empty_state(),
-                                                     want_state(codec, ruleset_of(CONFIG)))
+    assert first["commands"] == codec.render_changes(codec.empty_state(), state_of(codec, CONFIG))
     assert first["persisted"] == sorted(machine.files)
     assert ("write_files", first["persisted"]) in machine.calls
     assert first["summary"]["port_forwards"] == {"added": 3, "removed": 0, "unchanged": 0}
@@ -204,9 +203,9 @@ def test_merged_applies_persists_and_then_changes_nothing(machine, backend):
 
 @pytest.mark.parametrize("backend", sorted(CODECS))
 def test_check_mode_applies_nothing_and_predicts_the_real_run(machine, backend):
-    machine.states[backend] = reparse(CODECS[backend], want_state(
-        CODECS[backend], ruleset_of({"port_forwards": [dict(CONFIG["port_forwards"][0],
-                                                            to_port=81)]})))
+    codec = CODECS[backend]
+    machine.states[backend] = reparse(codec, state_of(
+        codec, {"port_forwards": [dict(CONFIG["port_forwards"][0], to_port=81)]}))
     start = machine.states[backend]
     checked = run(backend=backend, config=CONFIG, check_mode=True, diff=True)
     assert machine.changing_calls() == []
@@ -222,8 +221,8 @@ def test_check_mode_applies_nothing_and_predicts_the_real_run(machine, backend):
 
 
 def test_diff_mode_shows_rules_before_and_after(machine):
-    machine.states["iptables"] = reparse(iptables, want_state(iptables, ruleset_of(
-        {"masquerade": CONFIG["masquerade"]})))
+    machine.states["iptables"] = reparse(iptables, state_of(
+        iptables, {"masquerade": CONFIG["masquerade"]}))
     result = run(backend="iptables", state="overridden",
                  config={"masquerade": [dict(CONFIG["masquerade"][0], comment="lan")]}, diff=True)
     assert result["diff"] == {
@@ -253,7 +252,7 @@ STATE_CASES = [
 @pytest.mark.parametrize("state, config", STATE_CASES)
 def test_every_state_then_an_idempotent_second_run(machine, backend, state, config):
     codec = CODECS[backend]
-    machine.states[backend] = reparse(codec, want_state(codec, ruleset_of(CONFIG)))
+    machine.states[backend] = reparse(codec, state_of(codec, CONFIG))
     first = run(backend=backend, state=state, config=copy.deepcopy(config))
     assert first["changed"] is True and first["commands"]
     wanted = model.build_config(config, partial=state == "deleted")
@@ -342,11 +341,13 @@ def _main(args, capsys):
     return info.value.code, json.loads(capsys.readouterr().out)
 
 
-def test_main_rendered(no_host, capsys):
-    code, out = _main({"state": "rendered", "backend": "iptables", "config": CONFIG}, capsys)
+@pytest.mark.parametrize("config", [CONFIG, json.dumps(CONFIG)], ids=["dict", "json-text"])
+def test_main_rendered(no_host, capsys, config):
+    """config also takes JSON text: a big config read with lookup('file') needs no
+    from_json, which costs the controller more than the module decoding it."""
+    code, out = _main({"state": "rendered", "backend": "iptables", "config": config}, capsys)
     assert code == 0 and out["changed"] is False
-    assert out["rendered"] == iptables.render_full(
-        want_state(iptables, ruleset_of(CONFIG))).splitlines()
+    assert out["rendered"] == iptables.render_full(state_of(iptables, CONFIG)).splitlines()
 
 
 def test_main_fills_unset_suboptions_and_they_validate(no_host, capsys):
@@ -366,15 +367,6 @@ def test_main_leaves_entries_to_the_model_which_names_them(no_host, capsys):
     # the entries are echoed back as given, without a null for every unset field
     assert out["invocation"]["module_args"]["config"]["port_forwards"][0] == {
         "in_interface": "ppp0", "port": 80, "to_address": "192.168.10.5"}
-
-
-def test_main_takes_config_as_json_text(no_host, capsys):
-    """A dict option takes JSON text: a big config read with lookup('file') needs no
-    from_json, which costs the controller more than the module decoding it."""
-    code, out = _main({"state": "rendered", "backend": "iptables",
-                       "config": json.dumps(CONFIG)}, capsys)
-    assert code == 0 and out["rendered"] == iptables.render_full(
-        want_state(iptables, ruleset_of(CONFIG))).splitlines()
 
 
 def test_main_parsed_needs_running_config(no_host, capsys):

@@ -5,8 +5,7 @@ from hypothesis import given, settings, strategies as st
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff, model, plan
 
 from nat_helpers import (
-    CODECS, apply_commands, configs, read_back, reparse, ruleset_of, safe_helper_entries,
-    want_state)
+    CODECS, apply_commands, configs, reparse, ruleset_of, safe_helper_entries, state_of)
 
 CHANGING_STATES = ("merged", "replaced", "overridden", "deleted")
 
@@ -31,10 +30,6 @@ def _after(state, config, have=None):
                             model.build_config(config, partial=state == "deleted"))
 
 
-def _expected(config):
-    return ruleset_of(config)
-
-
 # ---------------------------------------------------------------- after_state, per state
 
 def test_merged_adds_and_updates_by_identity():
@@ -42,7 +37,7 @@ def test_merged_adds_and_updates_by_identity():
         "masquerade": [dict(M_LAN, comment="office"), M_DMZ],
         "port_forwards": [dict(P_WEB, to_address="192.168.10.9")],
         "forward": [{"in_interface": "eth2", "action": "drop"}, dict(F_OUT, comment="renamed")]})
-    assert after == _expected({
+    assert after == ruleset_of({
         "masquerade": [dict(M_LAN, comment="office"), M_GUEST, M_DMZ],
         "port_forwards": [dict(P_WEB, to_address="192.168.10.9"), P_DNS],
         # an updated forward rule keeps its place; a new one goes to the end
@@ -57,11 +52,12 @@ def test_merged_with_nothing_new_is_the_same_ruleset():
 
 def test_replaced_sets_the_given_kinds_and_leaves_the_others():
     after = _after("replaced", {"port_forwards": [P_SSH], "helpers": []})
-    assert after == _expected(dict(HAVE, port_forwards=[P_SSH], helpers=[]))
+    assert after == ruleset_of(dict(HAVE, port_forwards=[P_SSH], helpers=[]))
 
 
 def test_overridden_keeps_only_the_config():
-    assert _after("overridden", {"port_forwards": [P_SSH]}) == _expected({"port_forwards": [P_SSH]})
+    assert _after("overridden", {"port_forwards": [P_SSH]}) == \
+        ruleset_of({"port_forwards": [P_SSH]})
 
 
 def test_deleted_removes_entries_matched_by_identity_only():
@@ -70,8 +66,8 @@ def test_deleted_removes_entries_matched_by_identity_only():
         "masquerade": [{"source": "192.168.20.0/24", "out_interface": "ppp0", "comment": "x"}],
         "forward": [dict(F_OUT, comment=None)],  # forward identity ignores the comment
     })
-    assert after == _expected({"masquerade": [M_LAN], "port_forwards": [P_DNS],
-                               "forward": [F_BACK, F_DROP], "helpers": [H_FTP]})
+    assert after == ruleset_of({"masquerade": [M_LAN], "port_forwards": [P_DNS],
+                                "forward": [F_BACK, F_DROP], "helpers": [H_FTP]})
 
 
 def test_deleted_with_an_unknown_entry_changes_nothing():
@@ -80,7 +76,7 @@ def test_deleted_with_an_unknown_entry_changes_nothing():
 
 
 def test_deleted_with_an_empty_kind_list_clears_that_kind():
-    assert _after("deleted", {"forward": []}) == _expected(dict(HAVE, forward=[]))
+    assert _after("deleted", {"forward": []}) == ruleset_of(dict(HAVE, forward=[]))
 
 
 @pytest.mark.parametrize("config", [None, {}])
@@ -96,27 +92,22 @@ def test_after_state_is_only_for_changing_states(state):
 
 # ---------------------------------------------------------------- the second run changes nothing
 
-CASES = {
-    "merged": {"masquerade": [M_DMZ], "port_forwards": [dict(P_WEB, to_port=81), P_SSH]},
-    "replaced": {"port_forwards": [P_SSH], "forward": [F_DROP]},
-    "overridden": {"masquerade": [M_DMZ], "helpers": [{"helper": "tftp", "port": 69}]},
-    "deleted": {"port_forwards": [{"in_interface": "ppp0", "protocol": "udp", "port": 53}],
-                "forward": []},
-}
+CASES = [
+    pytest.param("merged", {"masquerade": [M_DMZ],
+                            "port_forwards": [dict(P_WEB, to_port=81), P_SSH]}, id="merged"),
+    pytest.param("replaced", {"port_forwards": [P_SSH], "forward": [F_DROP]}, id="replaced"),
+    pytest.param("overridden", {"masquerade": [M_DMZ], "helpers": [{"helper": "tftp", "port": 69}]},
+                 id="overridden"),
+    pytest.param("deleted", {"port_forwards": [{"in_interface": "ppp0", "protocol": "udp",
+                                                "port": 53}], "forward": []}, id="deleted"),
+    pytest.param("deleted", None, id="deleted-everything"),
+    pytest.param("overridden", {}, id="overridden-to-nothing"),
+]
 
 
-def _case_params():
-    for name in sorted(CODECS):
-        for state, config in sorted(CASES.items()):
-            yield pytest.param(name, state, config, id="%s-%s" % (name, state))
-        yield pytest.param(name, "deleted", None, id="%s-deleted-everything" % name)
-        yield pytest.param(name, "overridden", {}, id="%s-overridden-to-nothing" % name)
-
-
-@pytest.mark.parametrize("backend, state, config", list(_case_params()))
-def test_each_state_then_its_idempotent_second_run(backend, state, config):
-    codec = CODECS[backend]
-    have = reparse(codec, want_state(codec, ruleset_of(HAVE)))
+@pytest.mark.parametrize("state, config", CASES)
+def test_each_state_then_its_idempotent_second_run(codec, state, config):
+    have = reparse(codec, state_of(codec, HAVE))
     wanted = model.build_config(config, partial=state == "deleted")
     before, after, want, commands = plan.plan_change(codec, state, have, wanted)
     assert before == ruleset_of(HAVE)
@@ -134,11 +125,11 @@ def test_each_state_then_its_idempotent_second_run(backend, state, config):
        st.sampled_from(CHANGING_STATES), st.sampled_from(sorted(CODECS)))
 def test_any_state_reaches_its_after_state_and_then_stays(have_config, config, state, backend):
     codec = CODECS[backend]
-    have = reparse(codec, want_state(codec, ruleset_of(have_config)))
+    have = reparse(codec, state_of(codec, have_config))
     wanted = model.build_config(config, partial=state == "deleted")
     after, want, commands = plan.plan_change(codec, state, have, wanted)[1:]
     host = apply_commands(codec, have, commands)
-    assert read_back(codec, host) == (after, [])
+    assert plan.read_model(codec, host) == (after, [])
     assert plan.plan_change(codec, state, host, wanted)[3] == []
 
 

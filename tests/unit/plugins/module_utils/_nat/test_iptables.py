@@ -9,11 +9,11 @@ import shlex
 import pytest
 from hypothesis import given, settings
 
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables, rules
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables, plan, rules
 
 from nat_helpers import (
-    Refused, configs, fixture_config, fixture_text, iptables_apply, kinds_differ, read_back,
-    reparse, ruleset_of, want_state)
+    Refused, configs, fixture_config, fixture_text, iptables_apply, kinds_differ, reparse,
+    ruleset_of, state_of)
 
 CONFIG = {
     "masquerade": [{"source": "192.168.10.0/24", "out_interface": "ppp0", "comment": "office"},
@@ -29,10 +29,6 @@ CONFIG = {
 }
 
 
-def _state(config):
-    return want_state(iptables, ruleset_of(config))
-
-
 def _kernel(name):
     """The State that Host.read builds from the captured iptables-save/ip6tables-save."""
     return iptables.combine(
@@ -43,7 +39,7 @@ def _kernel(name):
 # ---------------------------------------------------------------- render
 
 def test_render_full_creates_our_chains_and_one_jump_each_per_family():
-    text = iptables.render_full(_state(CONFIG))
+    text = iptables.render_full(state_of(iptables, CONFIG))
     parts = iptables.split_script(text.splitlines())
     assert sorted(parts) == [4, 6]
     v4, v6 = parts[4].splitlines(), parts[6].splitlines()
@@ -77,10 +73,10 @@ def test_render_full_creates_our_chains_and_one_jump_each_per_family():
 
 
 def test_a_family_without_rules_gets_no_script():
-    parts = iptables.split_script(iptables.render_full(_state(
-        {"masquerade": [{"source": "10.0.0.0/8", "out_interface": "eth0"}]})).splitlines())
+    state = state_of(iptables, {"masquerade": [{"source": "10.0.0.0/8", "out_interface": "eth0"}]})
+    parts = iptables.split_script(iptables.render_full(state).splitlines())
     assert sorted(parts) == [4]
-    assert iptables.render_full(_state({})) == "\n"
+    assert iptables.render_full(state_of(iptables, {})) == "\n"
 
 
 def test_ipv6_dnat_target_with_port_is_bracketed():
@@ -92,14 +88,15 @@ def test_ipv6_dnat_target_with_port_is_bracketed():
 
 def test_comment_with_spaces_is_double_quoted_for_iptables_restore():
     """iptables-restore understands double quotes only: 'office LAN' is a "Bad argument"."""
-    text = iptables.render_full(_state({"masquerade": [
+    text = iptables.render_full(state_of(iptables, {"masquerade": [
         {"source": "10.0.0.0/8", "out_interface": "eth0", "comment": "office LAN"}]}))
     assert '--comment "office LAN"' in text
 
 
 def test_comment_with_an_apostrophe_round_trips():
     ruleset = ruleset_of({"masquerade": [{"out_interface": "eth0", "comment": "it's"}]})
-    assert read_back(iptables, reparse(iptables, want_state(iptables, ruleset))) == (ruleset, [])
+    back = reparse(iptables, plan.want_state(iptables, ruleset))
+    assert plan.read_model(iptables, back) == (ruleset, [])
 
 
 # ---------------------------------------------------------------- round trip
@@ -108,9 +105,9 @@ def test_comment_with_an_apostrophe_round_trips():
 @given(configs())
 def test_round_trip_through_iptables_restore_text(config):
     ruleset = ruleset_of(config)
-    want = want_state(iptables, ruleset)
+    want = plan.want_state(iptables, ruleset)
     back = reparse(iptables, want)
-    got, foreign = read_back(iptables, back)
+    got, foreign = plan.read_model(iptables, back)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
     assert iptables.render_changes(back, want) == []
@@ -121,9 +118,9 @@ def test_round_trip_through_iptables_restore_text(config):
 @pytest.mark.parametrize("name", ["gateway", "icmpv6", "v6-prefix32"])
 def test_kernel_dump_reads_back_as_the_model_that_made_it(name):
     ruleset = ruleset_of(fixture_config(name))
-    want = want_state(iptables, ruleset)
+    want = plan.want_state(iptables, ruleset)
     state = _kernel(name)
-    got, foreign = read_back(iptables, state)
+    got, foreign = plan.read_model(iptables, state)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
     assert state.jumps == want.jumps and state.present == want.present
@@ -146,15 +143,15 @@ def test_combined_dump_with_an_ip6tables_marker():
 
 def test_kernel_dump_with_an_apostrophe_in_a_comment():
     ruleset = ruleset_of(fixture_config("apostrophe"))
-    assert read_back(iptables, _kernel("apostrophe")) == (ruleset, [])
+    assert plan.read_model(iptables, _kernel("apostrophe")) == (ruleset, [])
 
 
 # ---------------------------------------------------------------- parse details
 
 def test_hand_typed_builtin_rules_count_only_with_builtins():
     text = "*nat\n-A POSTROUTING -s 192.168.0.0/24 -o ppp0 -j MASQUERADE\nCOMMIT\n"
-    assert read_back(iptables, iptables.parse(text))[0]["masquerade"] == ()
-    ruleset, foreign = read_back(iptables, iptables.parse(text, builtins=True))
+    assert plan.read_model(iptables, iptables.parse(text))[0]["masquerade"] == ()
+    ruleset, foreign = plan.read_model(iptables, iptables.parse(text, builtins=True))
     expected = {"masquerade": [{"source": "192.168.0.0/24", "out_interface": "ppp0"}]}
     assert ruleset == ruleset_of(expected)
     assert foreign == []
@@ -167,7 +164,7 @@ def test_options_we_do_not_write_make_an_unknown_rule():
     [rule] = state.chains[4]["forward"]
     assert rule.verdict == "unknown"
     assert rule.comment == "-A IPMASQ-FORWARD -i ppp0 -m limit --limit 5/min -j LOG"
-    assert read_back(iptables, state)[1] == [rule]
+    assert plan.read_model(iptables, state)[1] == [rule]
     # it is written back verbatim when a diff shows it
     assert iptables.rule_text(rule) == "-i ppp0 -m limit --limit 5/min -j LOG"
 
@@ -192,7 +189,7 @@ def test_parse_rule(args, expected):
 # ---------------------------------------------------------------- changes and drift repair
 
 def test_drift_missing_jump_adds_only_that_jump():
-    want = _state(CONFIG)
+    want = state_of(iptables, CONFIG)
     text = iptables.render_full(want).replace("-I FORWARD 1 -j IPMASQ-FORWARD\n", "", 1)
     have = iptables.parse(text)
     assert have.jumps[4]["forward"] == 0 and have.jumps[6]["forward"] == 1
@@ -204,7 +201,7 @@ def test_drift_missing_jump_adds_only_that_jump():
 
 
 def test_drift_duplicate_jump_leaves_exactly_one():
-    want = _state(CONFIG)
+    want = state_of(iptables, CONFIG)
     have = reparse(iptables, want)
     have.jumps[6]["postrouting"] = 2
     cmds = iptables.render_changes(have, want)
@@ -215,7 +212,7 @@ def test_drift_duplicate_jump_leaves_exactly_one():
 
 
 def test_drift_extra_rule_in_our_chain_rewrites_only_that_chain():
-    want = _state(CONFIG)
+    want = state_of(iptables, CONFIG)
     text = iptables.render_full(want).replace(
         "-I POSTROUTING 1 -j IPMASQ-POSTROUTING\n",
         "-A IPMASQ-POSTROUTING -s 10.99.0.0/16 -o eth9 -j MASQUERADE\n"
@@ -229,7 +226,7 @@ def test_drift_extra_rule_in_our_chain_rewrites_only_that_chain():
 
 
 def test_drift_chain_missing_in_one_family():
-    want = _state(CONFIG)
+    want = state_of(iptables, CONFIG)
     have = reparse(iptables, want)
     have.chains[6]["prerouting"] = []
     have.present[6].discard("prerouting")
@@ -241,8 +238,8 @@ def test_drift_chain_missing_in_one_family():
 
 
 def test_removing_everything_drops_jumps_then_chains():
-    have = reparse(iptables, _state({"forward": [{"action": "drop"}]}))
-    cmds = iptables.render_changes(have, _state({}))
+    have = reparse(iptables, state_of(iptables, {"forward": [{"action": "drop"}]}))
+    cmds = iptables.render_changes(have, state_of(iptables, {}))
     assert cmds == [
         "# iptables-restore --noflush", "*filter", "-D FORWARD -j IPMASQ-FORWARD",
         "-F IPMASQ-FORWARD", "-X IPMASQ-FORWARD", "COMMIT",
@@ -253,7 +250,7 @@ def test_removing_everything_drops_jumps_then_chains():
 
 
 def test_split_script_sends_each_part_to_its_tool():
-    cmds = iptables.render_changes(iptables.empty_state(), _state(CONFIG))
+    cmds = iptables.render_changes(iptables.empty_state(), state_of(iptables, CONFIG))
     parts = iptables.split_script(cmds)
     assert parts[4].startswith("# iptables-restore --noflush\n*raw\n")
     assert parts[6].startswith("# ip6tables-restore --noflush\n*raw\n")
@@ -264,14 +261,14 @@ def test_split_script_sends_each_part_to_its_tool():
 @settings(max_examples=100, deadline=None)
 @given(configs(), configs())
 def test_render_changes_takes_any_ruleset_to_any_other(have_config, want_config):
-    have = reparse(iptables, _state(have_config))
-    want = _state(want_config)
+    have = reparse(iptables, state_of(iptables, have_config))
+    want = state_of(iptables, want_config)
     cmds = iptables.render_changes(have, want)
     try:
         after = iptables_apply(have, cmds)
     except Refused as exc:
         raise AssertionError("iptables-restore would refuse %s in %r" % (exc, cmds))
-    assert read_back(iptables, after) == (ruleset_of(want_config), [])
+    assert plan.read_model(iptables, after) == (ruleset_of(want_config), [])
     assert iptables.render_changes(after, want) == []
     if have_config == want_config:
         assert cmds == []

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model, nft, rules
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model, nft, plan, rules
 
 from nat_helpers import (
-    Refused, configs, fixture_config, fixture_text, kinds_differ, nft_apply, read_back, reparse,
-    ruleset_of, safe_helper_entries, want_state)
+    Refused, configs, fixture_config, fixture_text, kinds_differ, nft_apply, reparse, ruleset_of,
+    safe_helper_entries, state_of)
 
 NFT_DUMPS = ("nft.json", "nft.txt", "ruleset.json", "ruleset.txt")
 
@@ -34,10 +34,6 @@ CONFIG = {
 }
 
 
-def _state(config):
-    return want_state(nft, ruleset_of(config))
-
-
 def _has_v6_prefix32(config):
     """IPv6 networks of length 32 hit a known rendering bug (see test below)."""
     text = json.dumps(config)
@@ -48,7 +44,7 @@ def _has_v6_prefix32(config):
 # ---------------------------------------------------------------- layout and render
 
 def test_single_port_forwards_live_in_the_maps():
-    state = _state(CONFIG)
+    state = state_of(nft, CONFIG)
     assert state.elements == {
         "fwd4": {("ppp0", "tcp", "8080"): ("192.168.10.5", "80", "web")},
         "fwd6": {("ppp0", "udp", "53"): ("fd00::53", None, None)},  # None: the same port
@@ -60,7 +56,7 @@ def test_single_port_forwards_live_in_the_maps():
 
 
 def test_render_full_is_one_script_that_replaces_only_our_table():
-    text = nft.render_full(_state(CONFIG))
+    text = nft.render_full(state_of(nft, CONFIG))
     lines = text.splitlines()
     assert lines[:3] == ["table inet ipmasq {}", "delete table inet ipmasq", "table inet ipmasq {"]
     assert "flush ruleset" not in text
@@ -84,7 +80,7 @@ def test_rule_text_spells_rules_like_nft_list():
 
 
 def test_ipv6_network_of_length_32_keeps_its_prefix():
-    state = _state({"forward": [{"source": "2001:db8::/32", "action": "drop"}]})
+    state = state_of(nft, {"forward": [{"source": "2001:db8::/32", "action": "drop"}]})
     assert "ip6 saddr 2001:db8::/32 drop" in nft.render_full(state)
 
 
@@ -95,9 +91,9 @@ def test_ipv6_network_of_length_32_keeps_its_prefix():
 def test_round_trip_through_the_text_nft_prints(config):
     assume(not _has_v6_prefix32(config))
     ruleset = ruleset_of(config)
-    want = want_state(nft, ruleset)
+    want = plan.want_state(nft, ruleset)
     back = reparse(nft, want)
-    got, foreign = read_back(nft, back)
+    got, foreign = plan.read_model(nft, back)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
     if nft.has_rules(want):
@@ -112,9 +108,9 @@ def test_round_trip_through_the_text_nft_prints(config):
 @pytest.mark.parametrize("dump", NFT_DUMPS)
 def test_kernel_dump_reads_back_as_the_model_that_made_it(dump):
     ruleset = ruleset_of(fixture_config("gateway"))
-    want = want_state(nft, ruleset)
+    want = plan.want_state(nft, ruleset)
     state = nft.parse(fixture_text("gateway.%s" % dump))
-    got, foreign = read_back(nft, state)
+    got, foreign = plan.read_model(nft, state)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
     assert state.objects == want.objects
@@ -138,7 +134,7 @@ def test_foreign_tables_in_a_ruleset_dump_are_ignored():
 @pytest.mark.parametrize("dump", NFT_DUMPS)
 def test_kernel_dump_with_an_apostrophe_in_a_comment(dump):
     ruleset = ruleset_of(fixture_config("apostrophe"))
-    got, foreign = read_back(nft, nft.parse(fixture_text("apostrophe.%s" % dump)))
+    got, foreign = plan.read_model(nft, nft.parse(fixture_text("apostrophe.%s" % dump)))
     assert (got, foreign) == (ruleset, [])
 
 
@@ -146,8 +142,8 @@ def test_kernel_dump_with_an_apostrophe_in_a_comment(dump):
 def test_kernel_dump_of_an_icmpv6_rule(dump):
     ruleset = ruleset_of(fixture_config("icmpv6"))
     state = nft.parse(fixture_text("icmpv6.%s" % dump))
-    assert read_back(nft, state) == (ruleset, [])
-    assert nft.render_changes(state, want_state(nft, ruleset)) == []
+    assert plan.read_model(nft, state) == (ruleset, [])
+    assert nft.render_changes(state, plan.want_state(nft, ruleset)) == []
 
 
 # ---------------------------------------------------------------- helpers
@@ -174,13 +170,13 @@ def _helper_params():
 @pytest.mark.parametrize("name, proto", list(_helper_params()))
 def test_each_helper_is_declared_with_its_kernel_name_and_reads_back(name, proto):
     ruleset = ruleset_of({"helpers": [{"helper": name, "protocol": proto, "port": 1000}]})
-    state = want_state(nft, ruleset)
+    state = plan.want_state(nft, ruleset)
     declared = [line for line in nft.render_full(state).splitlines() if "ct helper" in line
                 and "{" in line]
     assert declared == ['\tct helper %s-%s-1000 { type "%s" protocol %s; l3proto inet; }'
                         % (name, proto, name, proto)]
     assert name in KERNEL_HELPERS[proto]
-    assert read_back(nft, reparse(nft, state)) == (ruleset, [])
+    assert plan.read_model(nft, reparse(nft, state)) == (ruleset, [])
 
 
 # ---------------------------------------------------------------- parse details
@@ -189,7 +185,7 @@ def test_each_helper_is_declared_with_its_kernel_name_and_reads_back(name, proto
 def test_map_element_comment_with_a_brace_reads_back(comment):
     ruleset = ruleset_of({"port_forwards": [{"in_interface": "eth0", "port": 80,
                                              "to_address": "10.0.0.5", "comment": comment}]})
-    assert read_back(nft, reparse(nft, want_state(nft, ruleset))) == (ruleset, [])
+    assert plan.read_model(nft, reparse(nft, plan.want_state(nft, ruleset))) == (ruleset, [])
 
 
 def test_many_elements_with_braces_in_comments_over_lines_read_back():
@@ -198,7 +194,7 @@ def test_many_elements_with_braces_in_comments_over_lines_read_back():
     forwards = [{"in_interface": "eth0", "port": 1000 + i, "to_address": "10.0.0.5",
                  "comment": "{%d}, x" % i if i % 3 else None} for i in range(3000)]
     ruleset = ruleset_of({"port_forwards": forwards})
-    assert read_back(nft, reparse(nft, want_state(nft, ruleset))) == (ruleset, [])
+    assert plan.read_model(nft, reparse(nft, plan.want_state(nft, ruleset))) == (ruleset, [])
 
 
 @given(st.text(alphabet='ab ,.:{}"\'\\\t\n\xa0-', max_size=30))
@@ -214,23 +210,23 @@ def test_element_words_split_like_shlex(text):
 
 def test_rule_comment_with_braces_reads_back():
     ruleset = ruleset_of({"masquerade": [{"out_interface": "eth0", "comment": "{a} }"}]})
-    assert read_back(nft, reparse(nft, want_state(nft, ruleset))) == (ruleset, [])
+    assert plan.read_model(nft, reparse(nft, plan.want_state(nft, ruleset))) == (ruleset, [])
 
 
 def test_statements_we_do_not_write_are_kept_as_unknown_rules():
-    text = nft.render_full(_state(CONFIG)).replace(
+    text = nft.render_full(state_of(nft, CONFIG)).replace(
         '\t\tiifname "ppp0" drop\n',
         '\t\tiifname "ppp0" drop\n\t\tip saddr 10.9.9.9 log prefix "x" accept\n')
     state = nft.parse(text)
     unknown = [r for r in state.chains["forward"] if r.verdict == "unknown"]
     assert [r.comment for r in unknown] == ['ip saddr 10.9.9.9 log prefix "x" accept']
-    assert read_back(nft, state)[1] == unknown
+    assert plan.read_model(nft, state)[1] == unknown
 
 
 def test_counters_are_ignored():
-    text = nft.render_full(_state(CONFIG)).replace(
+    text = nft.render_full(state_of(nft, CONFIG)).replace(
         '\t\tiifname "ppp0" drop\n', '\t\tiifname "ppp0" counter packets 3 bytes 180 drop\n')
-    assert nft.parse(text) == reparse(nft, _state(CONFIG))
+    assert nft.parse(text) == reparse(nft, state_of(nft, CONFIG))
 
 
 def test_a_missing_table_parses_as_absent():
@@ -248,35 +244,35 @@ def test_json_that_is_not_nft_output_raises_parse_error(text):
 # ---------------------------------------------------------------- changes and drift repair
 
 def test_render_changes_from_nothing_creates_objects_then_rules():
-    cmds = nft.render_changes(nft.empty_state(), _state(CONFIG))
+    cmds = nft.render_changes(nft.empty_state(), state_of(nft, CONFIG))
     assert cmds[0] == "add table inet ipmasq"
     first_rule = min(i for i, c in enumerate(cmds) if c.startswith(("add rule", "add element")))
     assert all(c.startswith("add ") and " rule " not in c for c in cmds[:first_rule])
     assert not any(c.startswith(("flush", "delete")) for c in cmds)
-    assert nft_apply(nft.empty_state(), cmds) == reparse(nft, _state(CONFIG))
+    assert nft_apply(nft.empty_state(), cmds) == reparse(nft, state_of(nft, CONFIG))
 
 
 def test_a_new_single_port_forward_is_one_map_element():
-    have = reparse(nft, _state(CONFIG))
+    have = reparse(nft, state_of(nft, CONFIG))
     config = dict(CONFIG, port_forwards=CONFIG["port_forwards"] + [
         {"in_interface": "ppp0", "port": 2223, "to_address": "192.168.10.8", "to_port": 22}])
-    assert nft.render_changes(have, _state(config)) == [
+    assert nft.render_changes(have, state_of(nft, config)) == [
         'add element inet ipmasq fwd4 { "ppp0" . tcp . 2223 : 192.168.10.8 . 22 }']
 
 
 def test_a_changed_map_element_is_deleted_then_added():
-    have = reparse(nft, _state(CONFIG))
+    have = reparse(nft, state_of(nft, CONFIG))
     moved = dict(CONFIG["port_forwards"][0], to_address="192.168.10.9")
     config = dict(CONFIG, port_forwards=[moved] + CONFIG["port_forwards"][1:])
-    cmds = nft.render_changes(have, _state(config))
+    cmds = nft.render_changes(have, state_of(nft, config))
     assert cmds == [
         'delete element inet ipmasq fwd4 { "ppp0" . tcp . 8080 }',
         'add element inet ipmasq fwd4 { "ppp0" . tcp . 8080 comment "web" : 192.168.10.9 . 80 }']
-    assert nft.render_changes(nft_apply(have, cmds), _state(config)) == []
+    assert nft.render_changes(nft_apply(have, cmds), state_of(nft, config)) == []
 
 
 def test_drift_extra_rule_in_our_chain_rewrites_only_that_chain():
-    want = _state(CONFIG)
+    want = state_of(nft, CONFIG)
     have = nft.parse(nft.render_full(want).replace(
         '\t\tiifname "ppp0" drop\n', '\t\tiifname "ppp0" drop\n\t\ttcp dport 22 accept\n'))
     cmds = nft.render_changes(have, want)
@@ -288,7 +284,7 @@ def test_drift_extra_rule_in_our_chain_rewrites_only_that_chain():
 
 
 def test_drift_unknown_rule_in_our_chain_is_removed():
-    want = _state(CONFIG)
+    want = state_of(nft, CONFIG)
     have = nft.parse(nft.render_full(want).replace(
         "\t\tdnat ip to iifname", '\t\tmeta mark 0x1 counter\n\t\tdnat ip to iifname', 1))
     cmds = nft.render_changes(have, want)
@@ -298,7 +294,7 @@ def test_drift_unknown_rule_in_our_chain_is_removed():
 
 
 def test_drift_missing_map_element_is_added_back_alone():
-    want = _state(CONFIG)
+    want = state_of(nft, CONFIG)
     have = reparse(nft, want)
     del have.elements["fwd6"][("ppp0", "udp", "53")]
     cmds = nft.render_changes(have, want)
@@ -307,7 +303,7 @@ def test_drift_missing_map_element_is_added_back_alone():
 
 
 def test_drift_extra_map_element_is_deleted_alone():
-    want = _state(CONFIG)
+    want = state_of(nft, CONFIG)
     have = reparse(nft, want)
     have.elements["fwd4"][("eth9", "tcp", "1")] = ("10.0.0.1", None, None)
     assert nft.render_changes(have, want) == [
@@ -315,7 +311,7 @@ def test_drift_extra_map_element_is_deleted_alone():
 
 
 def test_drift_missing_chain_is_created_and_filled():
-    want = _state(CONFIG)
+    want = state_of(nft, CONFIG)
     have = reparse(nft, want)
     have = have._replace(objects=have.objects - {("chain", "helpers")},
                          chains=dict(have.chains, helpers=[]))
@@ -328,8 +324,8 @@ def test_drift_missing_chain_is_created_and_filled():
 
 
 def test_a_removed_helper_is_deleted_after_its_rules():
-    have = reparse(nft, _state(CONFIG))
-    want = _state(dict(CONFIG, helpers=[]))
+    have = reparse(nft, state_of(nft, CONFIG))
+    want = state_of(nft, dict(CONFIG, helpers=[]))
     cmds = nft.render_changes(have, want)
     assert cmds == ["flush chain inet ipmasq helpers", "delete ct helper inet ipmasq ftp-tcp-21"]
     assert nft.render_changes(nft_apply(have, cmds), want) == []
@@ -337,14 +333,14 @@ def test_a_removed_helper_is_deleted_after_its_rules():
 
 @pytest.mark.parametrize("have_config", [CONFIG, None], ids=["from-rules", "from-nothing"])
 def test_an_empty_ruleset_deletes_our_table(have_config):
-    have = reparse(nft, _state(have_config)) if have_config else nft.empty_state()
+    have = reparse(nft, state_of(nft, have_config)) if have_config else nft.empty_state()
     expected = ["delete table inet ipmasq"] if have_config else []
-    assert nft.render_changes(have, _state({})) == expected
+    assert nft.render_changes(have, state_of(nft, {})) == expected
 
 
 def test_render_changes_does_not_touch_other_tables_or_the_ruleset():
     have = nft.parse(fixture_text("gateway.ruleset.json"))
-    cmds = nft.render_changes(have, _state(CONFIG))
+    cmds = nft.render_changes(have, state_of(nft, CONFIG))
     assert cmds and all(" inet ipmasq" in c for c in cmds)
     assert not any("ruleset" in c for c in cmds)
 
@@ -353,14 +349,14 @@ def test_render_changes_does_not_touch_other_tables_or_the_ruleset():
 @given(configs(helpers=safe_helper_entries), configs(helpers=safe_helper_entries))
 def test_render_changes_takes_any_ruleset_to_any_other(have_config, want_config):
     assume(not _has_v6_prefix32(have_config) and not _has_v6_prefix32(want_config))
-    have = reparse(nft, _state(have_config))
-    want = _state(want_config)
+    have = reparse(nft, state_of(nft, have_config))
+    want = state_of(nft, want_config)
     cmds = nft.render_changes(have, want)
     try:
         after = nft_apply(have, cmds)
     except Refused as exc:
         raise AssertionError("nft would refuse %s in %r" % (exc, cmds))
-    assert read_back(nft, after) == (ruleset_of(want_config), [])
+    assert plan.read_model(nft, after) == (ruleset_of(want_config), [])
     assert nft.render_changes(after, want) == []
     if have_config == want_config:
         assert cmds == []
