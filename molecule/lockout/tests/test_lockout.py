@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+
 @pytest.fixture(name="name")
 def fixture_name(testbed):
     return testbed.one("gateways")
