@@ -55,12 +55,12 @@ def fixture_config(name):
 # Strategies are built once, at import: building them inside a composite on every draw
 # costs more than the tests themselves.
 
-IFNAMES = ("eth0", "eth1", "ppp0", "wan0", "eth0.10", "br-lan", "wg_0", "veth1:2")
+IFNAMES = ("eth0", "eth1", "ppp0", "wan0", "eth0.10", "br-lan", "wg_0", "veth1-2")
 _IF_FIRST = string.ascii_letters + string.digits + "_"
 ifnames = st.one_of(
     st.sampled_from(IFNAMES),
     st.builds(lambda first, rest: first + rest, st.sampled_from(_IF_FIRST),
-              st.text(_IF_FIRST + ".:-", max_size=model.IFNAME_MAX - 1)))
+              st.text(_IF_FIRST + ".-", max_size=model.IFNAME_MAX - 1)))
 
 # No double quote or backslash (the model refuses them); control and line separator
 # characters are refused by the model too. The apostrophe and braces have tests of their own
@@ -337,7 +337,8 @@ def _ipt_copy(state):
         dict((f, dict((c, list(v)) for c, v in chains.items()))
              for f, chains in state.chains.items()),
         dict((f, dict(j)) for f, j in state.jumps.items()),
-        dict((f, set(p)) for f, p in state.present.items()))
+        dict((f, set(p)) for f, p in state.present.items()),
+        dict((f, list(o)) for f, o in state.forward_order.items()))
 
 
 def iptables_apply(state, commands):
@@ -373,14 +374,22 @@ def iptables_apply(state, commands):
         elif args[0] in ("-I", "-D"):  # jumps from built-in chains only
             chain = by_name[args[-1]]
             assert args[-2] == "-j" and iptables.CHAINS[chain][:3:2] == (table, args[1]), line
+            order = s.forward_order[family] if (table, args[1]) == ("filter", "FORWARD") else None
             if args[0] == "-I":
                 if chain not in s.present[family]:
                     raise Refused(line)
                 s.jumps[family][chain] += 1
+                if order is not None:
+                    position = int(args[2])
+                    if not 1 <= position <= len(order) + 1:
+                        raise Refused(line)
+                    order.insert(position - 1, args[-1])
             else:
                 if not s.jumps[family][chain]:
                     raise Refused(line)
                 s.jumps[family][chain] -= 1
+                if order is not None:
+                    order.remove(args[-1])
         elif args[0] == "-F":
             chain = by_name[args[1]]
             if chain not in s.present[family]:

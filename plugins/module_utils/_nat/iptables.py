@@ -33,15 +33,22 @@ LOOKUPS = False  # no lookup tables: every forward is a rule (see rules.to_rules
 _BY_NAME = dict((v[1], k) for k, v in CHAINS.items())
 _BUILTIN = dict(((v[0], v[2]), k) for k, v in CHAINS.items())
 
+# Chains where admins keep their own forward policy (Docker's DOCKER-USER, ufw's user rules
+# behind ufw-before-forward): our FORWARD jump goes after the last jump to one of them, so
+# that a DROP there applies to the traffic our rules accept.
+FORWARD_ANCHORS = ("DOCKER-USER", "ufw-before-forward", "ufw-user-forward")
+
 # chains: {family: {chain: [Rule]}}; jumps: {family: {chain: number of jumps}};
-# present: {family: set of our chains that exist}
-State = namedtuple("State", "chains jumps present")
+# present: {family: set of our chains that exist}; forward_order: {family: [jump target of
+# each rule of the built-in filter FORWARD chain, "" for a rule without one]}
+State = namedtuple("State", "chains jumps present forward_order")
 
 
 def empty_state():
     return State(dict((f, dict((c, []) for c in CHAINS)) for f in FAMILIES),
                  dict((f, dict((c, 0) for c in CHAINS)) for f in FAMILIES),
-                 dict((f, set()) for f in FAMILIES))
+                 dict((f, set()) for f in FAMILIES),
+                 dict((f, []) for f in FAMILIES))
 
 
 # ---------------------------------------------------------------- render
@@ -62,6 +69,7 @@ def _proto(proto):
 
 def rule_args(rule):
     """One rule as iptables arguments, in the order iptables-save prints them."""
+    r.check_rule(rule)
     if rule.verdict == "unknown":  # kept verbatim from iptables-save: "-A CHAIN ..."
         return shlex.split(rule.comment)[2:]
     out = []
@@ -112,7 +120,10 @@ def layout(chains, lookups=None):
     if any((lookups or {}).values()):
         raise ValueError("iptables keeps no lookup entries: lay out with lookups=False")
     want = empty_state()
-    for family in FAMILIES:
+    # Rules without addresses go to ip6tables too, but only when there is IPv6 work: an
+    # IPv4-only ruleset leaves ip6tables (and iptables-nft's ip6 tables) untouched.
+    ipv6 = any(r.rule_family(x) == 6 for rules in chains.values() for x in rules)
+    for family in FAMILIES if ipv6 else (4,):
         for chain in CHAINS:
             rules = r.split_by_family(chains.get(chain, ()), family)
             want.chains[family][chain] = rules
@@ -150,9 +161,10 @@ def render_changes(have, want):
             if not exists or have.chains[family][chain] != rules:
                 lines.append(":%s - [0:0]" % name)
                 lines.extend("-A %s %s" % (name, rule_text(x)) for x in rules)
-            if jumps != 1:
+            position = _jump_position(have, family, chain)
+            if position:
                 lines += ["-D %s -j %s" % (builtin, name)] * jumps
-                lines.append("-I %s 1 -j %s" % (builtin, name))
+                lines.append("-I %s %d -j %s" % (builtin, position, name))
         script = []
         for table in TABLES:
             if per_table[table]:
@@ -160,6 +172,23 @@ def render_changes(have, want):
         if script:
             out += ["# %s --noflush" % TOOLS[family]] + script
     return out
+
+
+def _jump_position(have, family, chain):
+    """Where our jump from the built-in chain must be inserted (1-based), or 0 when the
+    one jump there is in place: first in the chain, or in FORWARD right after the last
+    jump to a FORWARD_ANCHORS chain."""
+    jumps = have.jumps[family][chain]
+    if chain != "forward":
+        return 0 if jumps == 1 else 1
+    name = CHAINS[chain][1]
+    order = have.forward_order[family]
+    ours = [i for i, target in enumerate(order) if target == name]
+    anchors = [i for i, target in enumerate(order) if target in FORWARD_ANCHORS]
+    if jumps == 1 and len(ours) == 1 and ours[0] > max(anchors or [-1]):
+        return 0
+    rest = [target for target in order if target != name]  # our jumps are deleted first
+    return 1 + max([i + 1 for i, target in enumerate(rest) if target in FORWARD_ANCHORS] or [0])
 
 
 def split_script(lines):
@@ -252,17 +281,29 @@ def parse_rule(chain, args):
     return r.normalize(r.Rule(**f))
 
 
-def parse_save(text, family, builtins=False):
-    """iptables-save output (or ``iptables -t T -A ...`` lines) -> {chain: [Rule]}, jumps, present.
+def _target(words):
+    """The jump target of a rule split into words ("" when it has none)."""
+    for i, word in enumerate(words[:-1]):
+        if word in ("-j", "--jump", "-g", "--goto"):
+            return words[i + 1]
+    return ""
 
+
+def parse_save(text, family, builtins=False):
+    """iptables-save output (or ``iptables -t T -A ...`` lines) -> State for ``family``.
+
+    Only our chains and the jumps to them are read; other chains' lines are skipped before
+    they are split into words, so that nothing a neighbour put in a comment can stop a run.
     With ``builtins`` the NAT/filter rules typed straight into PREROUTING, POSTROUTING and
     FORWARD count as ours too: that is how hand-made gateways are migrated.
     """
     state = empty_state()
     chains, jumps, present = state.chains[family], state.jumps[family], state.present[family]
+    order = state.forward_order[family]
     table = "filter"
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
+    # iptables-save ends lines with \n only; a comment may hold \r, \x0c or U+2028.
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip(" \t\r")
         if not line or line.startswith("#") or line == "COMMIT":
             continue
         if line.startswith("*"):
@@ -273,20 +314,27 @@ def parse_save(text, family, builtins=False):
             if name in _BY_NAME:
                 present.add(_BY_NAME[name])
             continue
+        words = [word for word in line.split(" ") if word]
+        if words[0] in ("iptables", "ip6tables"):
+            table = words[words.index("-t") + 1] if "-t" in words[:3] else "filter"
+            words = words[3:] if words[1:2] == ["-t"] else words[1:]
+        if len(words) < 2 or words[0] not in ("-A", "--append", "-I", "--insert"):
+            raise r.ParseError("line %d: expected '-A CHAIN ...': %s" % (number, line[:200]))
+        name = words[1]
+        if (table, name) == ("filter", "FORWARD"):
+            order.append(_target(words))
+        if name not in _BY_NAME and not ((table, name) in _BUILTIN and (
+                builtins or _target(words) in _BY_NAME)):
+            continue  # a neighbour's rule
         try:
             # most lines hold no quoting at all; str.split is ~40x cheaper than shlex
             # (split on plain spaces only: comments may hold other Unicode spaces)
-            args = shlex.split(line) if any(c in line for c in "\"'\\\t") \
-                else [word for word in line.split(" ") if word]
+            args = shlex.split(line) if any(c in line for c in "\"'\\\t") else words
         except ValueError as exc:
-            raise r.ParseError("line %d: %s: %s" % (number, exc, line))
-        if args and args[0] in ("iptables", "ip6tables"):
-            args, table = args[1:], "filter"
-            if args[:1] == ["-t"]:
-                table, args = args[1], args[2:]
-        if len(args) < 2 or args[0] not in ("-A", "--append", "-I", "--insert"):
-            raise r.ParseError("line %d: expected '-A CHAIN ...': %s" % (number, line))
-        name, rest = args[1], args[2:]
+            raise r.ParseError("line %d: %s: %s" % (number, exc, line[:200]))
+        if args[0] in ("iptables", "ip6tables"):
+            args = args[3:] if args[1:2] == ["-t"] else args[1:]
+        rest = args[2:]
         if args[0] in ("-I", "--insert") and rest[:1] and rest[0].isdigit():
             rest = rest[1:]
         if rest in (["-j", n] for n in _BY_NAME):
@@ -311,14 +359,13 @@ def parse_save(text, family, builtins=False):
 
 def combine(v4, v6):
     """One State from the IPv4 and the IPv6 parse."""
-    return State({4: v4.chains[4], 6: v6.chains[6]}, {4: v4.jumps[4], 6: v6.jumps[6]},
-                 {4: v4.present[4], 6: v6.present[6]})
+    return State(*({4: getattr(v4, field)[4], 6: getattr(v6, field)[6]} for field in State._fields))
 
 
 def parse(text, builtins=False):
     """iptables-save text -> State. ``# ip6tables`` starts the IPv6 part of a combined text."""
     v4, v6, current = [], [], None
-    for line in text.splitlines():
+    for line in text.split("\n"):
         low = line.strip().lower()
         if low.startswith("# ip6tables") or low.startswith("ip6tables "):
             current = v6

@@ -27,7 +27,10 @@ KEYED_KINDS = ("masquerade", "snat", "port_forwards", "helpers")
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 COMMENT_MAX = 128  # nftables' limit; iptables allows 256
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*\Z")
+ECHO_MAX = 100  # an error message shows at most this much of a bad value
+# The kernel refuses ':' and '/' in interface names (dev_valid_name); "eth0:1" is an
+# address label, which no packet ever carries as its interface.
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 CT_STATES = ("new", "established", "related", "invalid", "untracked")
 FORWARD_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
 FORWARD_ACTIONS = ("accept", "drop", "reject")
@@ -78,8 +81,21 @@ def family_of(*addresses):
 
 # ---------------------------------------------------------------- field validators
 
+def echo(value):
+    """``repr(value)`` cut to ECHO_MAX characters: a 2 MB comment must not make a 2 MB error."""
+    text = repr(value)
+    if len(text) > ECHO_MAX:
+        text = "%s... (%d characters)" % (text[:ECHO_MAX], len(text))
+    return text
+
+
+def _name(key):
+    """A field or kind name as given, or its cut ``repr`` when it is not a plain word."""
+    return key if isinstance(key, str) and re.match(r"^\w{1,64}\Z", key) else echo(key)
+
+
 def _fail(where, field, value, why):
-    raise ConfigError("%s.%s: %s (got %r)" % (where, field, why, value))
+    raise ConfigError("%s.%s: %s (got %s)" % (where, field, why, echo(value)))
 
 
 def _absent(where, field, value, required):
@@ -117,15 +133,23 @@ def _interface(where, field, value, required=False):
         _fail(where, field, value, "must be an interface name")
     if len(value) > IFNAME_MAX:
         _fail(where, field, value, "is longer than %d characters" % IFNAME_MAX)
-    if not _IFNAME_RE.match(value) or value in (".", ".."):  # \Z: no trailing newline
+    if not IFNAME_RE.match(value) or value in (".", ".."):  # \Z: no trailing newline
         _fail(where, field, value,
-              "may contain only letters, digits and _ . : - (no spaces, quotes, '/' or wildcards)")
+              "may contain only letters, digits and _ . - (no spaces, quotes, ':', '/' "
+              "or wildcards)")
     return value
+
+
+def _no_zone(where, field, value):
+    """Refuse an IPv6 zone (scope) id: ``ipaddress`` accepts any text after '%'."""
+    if "%" in str(value):
+        _fail(where, field, value, "must not carry a zone id ('%' and what follows)")
 
 
 def _network(where, field, value, required=False):
     if _absent(where, field, value, required):
         return None
+    _no_zone(where, field, value)
     try:
         net = ipaddress.ip_network(str(value), strict=True)
     except ValueError as exc:
@@ -138,6 +162,7 @@ def _network(where, field, value, required=False):
 
 
 def _unicast(where, field, value):
+    _no_zone(where, field, value)
     addr, why = _check_unicast(str(value))
     if why:
         _fail(where, field, value, why)
@@ -151,6 +176,8 @@ def _check_unicast(text):
         addr = ipaddress.ip_address(text)
     except ValueError:
         return None, "is not a valid IP address"
+    if getattr(addr, "scope_id", None):
+        return None, "must not carry a zone id ('%' and what follows)"
     if addr.is_multicast or addr.is_unspecified or addr.is_loopback or addr.is_link_local \
             or (addr.version == 4 and addr == ipaddress.IPv4Address("255.255.255.255")):
         return None, "must be a unicast host address"
@@ -219,11 +246,15 @@ def _comment(where, value):
     value = _number_as_text(value)
     if not isinstance(value, str):
         _fail(where, "comment", value, "must be a string")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        _fail(where, "comment", value, "must be valid Unicode text (it holds a lone surrogate)")
     if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
         _fail(where, "comment", value, "must not contain control characters")
     if '"' in value or "\\" in value:
         _fail(where, "comment", value, "must not contain double quotes or backslashes")
-    if len(value.encode("utf-8")) > COMMENT_MAX:
+    if size > COMMENT_MAX:
         _fail(where, "comment", value, "is longer than %d bytes" % COMMENT_MAX)
     return value
 
@@ -254,11 +285,11 @@ def _get(raw, key, default):
 
 def _known_keys(where, raw, allowed):
     if not isinstance(raw, dict):
-        raise ConfigError("%s: must be a dictionary (got %r)" % (where, raw))
-    unknown = sorted(set(raw) - set(allowed))
+        raise ConfigError("%s: must be a dictionary (got %s)" % (where, echo(raw)))
+    unknown = sorted(set(raw) - set(allowed), key=str)
     if unknown:
         raise ConfigError("%s: unknown field %s (allowed: %s)"
-                          % (where, ", ".join(unknown), ", ".join(allowed)))
+                          % (where, ", ".join(_name(k) for k in unknown), ", ".join(allowed)))
 
 
 def _build_nat(kind, where, raw, partial):
@@ -357,9 +388,9 @@ def _check_port_overlap(entries, wheres):
         if a[:2] == b[:2] and b[2] <= a[3]:
             first, second = sorted((a, b), key=lambda span: span[4])  # name the later entry
             raise ConfigError(
-                "%s.port: overlaps %s on %s/%s (got %r and %r)"
-                % (second[4], first[4], a[0], a[1], format_ports(*second[2:4]),
-                   format_ports(*first[2:4])))
+                "%s.port: overlaps %s on %s/%s (got %s and %s)"
+                % (second[4], first[4], a[0], a[1], echo(format_ports(*second[2:4])),
+                   echo(format_ports(*first[2:4]))))
 
 
 def build_config(config, partial=False):
@@ -370,18 +401,18 @@ def build_config(config, partial=False):
     if config is None:
         return {}
     if not isinstance(config, dict):
-        raise ConfigError("config: must be a dictionary (got %r)" % (config,))
-    unknown = sorted(set(config) - set(KINDS))
+        raise ConfigError("config: must be a dictionary (got %s)" % echo(config))
+    unknown = sorted(set(config) - set(KINDS), key=str)
     if unknown:
         raise ConfigError("config: unknown kind %s (allowed: %s)"
-                          % (", ".join(unknown), ", ".join(KINDS)))
+                          % (", ".join(_name(k) for k in unknown), ", ".join(KINDS)))
     out = {}
     for kind in KINDS:
         if kind not in config or config[kind] is None:
             continue
         raw_list = config[kind]
         if not isinstance(raw_list, list):
-            raise ConfigError("config.%s: must be a list (got %r)" % (kind, raw_list))
+            raise ConfigError("config.%s: must be a list (got %s)" % (kind, echo(raw_list)))
         entries, wheres, seen = [], [], {}
         for index, raw in enumerate(raw_list):
             where = "%s[%d]" % (kind, index)

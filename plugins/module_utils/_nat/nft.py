@@ -114,6 +114,7 @@ def _nat_target(addr, port):
 
 def rule_text(rule):
     """One rule as nft statements, spelled the way ``nft list`` prints it."""
+    r.check_rule(rule)
     if rule.verdict == "unknown":
         return "# not understood: %s" % rule.comment
     if rule.verdict == "map":
@@ -154,6 +155,9 @@ def rule_text(rule):
 
 def _element_text(key, value):
     (iif, proto, port), (addr, to_port, comment) = key, value
+    for field, token in (("iif", iif), ("proto", proto), ("dport", port), ("to_addr", addr),
+                         ("to_port", to_port), ("comment", comment)):
+        r.check_token(field, token)
     note = " comment %s" % _q(comment) if comment else ""
     return "%s . %s . %s%s : %s . %s" % (_q(iif), proto, port, note, addr, to_port or port)
 
@@ -224,7 +228,8 @@ def render_changes(have, want):
         gone = sorted(k for k, v in old.items() if v != new.get(k))
         if gone:
             cmds.append("delete element %s %s { %s }" % (TABLE, name, ", ".join(
-                "%s . %s . %s" % (_q(k[0]), k[1], k[2]) for k in gone)))
+                "%s . %s . %s" % (_q(r.check_token("iif", k[0])), r.check_token("proto", k[1]),
+                                  r.check_token("dport", k[2])) for k in gone)))
         added = sorted(k for k, v in new.items() if old.get(k) != v)
         if added:
             cmds.append("add element %s %s { %s }" % (TABLE, name, ", ".join(

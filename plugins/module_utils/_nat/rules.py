@@ -15,6 +15,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import re
+import unicodedata
 from collections import namedtuple
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
@@ -35,6 +37,67 @@ DNAT_ACCEPT = Rule("forward", ct_dnat=True, verdict="accept")
 
 class ParseError(ValueError):
     """Text that is not a ruleset the collection can read."""
+
+
+class RenderError(ValueError):
+    """A value that must not reach rule text. The model refuses such input first; this is
+    the last guard, where values turn into text for nft or iptables-restore."""
+
+
+# What each field of a Rule may hold when it is rendered. Any other character (a newline,
+# a quote, '%', ';', '{') could end a token, a rule or a line of the script.
+_NET = re.compile(r"^[0-9A-Fa-f.:]+/[0-9]{1,3}\Z")
+_PORTS = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?\Z")
+_TOKENS = {
+    "iif": m.IFNAME_RE, "oif": m.IFNAME_RE,
+    "saddr": _NET, "daddr": _NET,
+    "proto": re.compile(r"^(tcp|udp|icmp|icmpv6)\Z"),
+    "dport": _PORTS, "to_port": _PORTS,
+    "to_addr": re.compile(r"^[0-9A-Fa-f.:]+(-[0-9A-Fa-f.:]+)?\Z"),
+    "helper": re.compile(r"^[a-z][a-z0-9-]{0,31}\Z"),
+    "verdict": re.compile(r"^(accept|drop|reject|masquerade|snat|dnat|helper|map|unknown)\Z"),
+}
+
+
+_FLAGS = ("iif_neg", "ct_dnat", "local_dst")
+
+
+def _safe_comment(text):
+    return isinstance(text, str) and '"' not in text and "\\" not in text and not any(
+        unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in text)
+
+
+def check_token(field, value):
+    """``value`` as it may appear in rule text for ``field``; raises RenderError."""
+    if value is None:
+        return value
+    if field in _FLAGS:
+        ok = isinstance(value, bool)
+    elif field == "comment":
+        ok = _safe_comment(value) and len(value.encode("utf-8")) <= m.COMMENT_MAX
+    elif field == "ct_state":
+        ok = isinstance(value, tuple) and all(s in m.CT_STATES for s in value)
+    else:
+        ok = isinstance(value, str) and bool(_TOKENS[field].match(value))
+    if not ok:
+        raise RenderError("refusing to render %s %s" % (field, m.echo(value)))
+    return value
+
+
+def check_rule(rule):
+    """``rule`` if every field is safe to render; raises RenderError.
+
+    A rule read from the host that the module does not understand (verdict ``unknown``)
+    keeps its original text in ``comment``: that text may hold anything but a line break.
+    """
+    if rule.verdict == "unknown":
+        if not isinstance(rule.comment, str) or any(
+                unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in rule.comment):
+            raise RenderError("refusing to render %s" % m.echo(rule.comment))
+        return rule
+    for field, value in zip(Rule._fields[1:], rule[1:]):
+        check_token(field, value)
+    return rule
 
 
 def rule_family(rule):

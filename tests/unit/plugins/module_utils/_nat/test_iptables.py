@@ -238,7 +238,8 @@ def test_drift_chain_missing_in_one_family():
 
 
 def test_removing_everything_drops_jumps_then_chains():
-    have = reparse(iptables, state_of(iptables, {"forward": [{"action": "drop"}]}))
+    config = {"forward": [{"action": "drop"}, {"source": "fd00::/64", "action": "accept"}]}
+    have = reparse(iptables, state_of(iptables, config))
     cmds = iptables.render_changes(have, state_of(iptables, {}))
     assert cmds == [
         "# iptables-restore --noflush", "*filter", "-D FORWARD -j IPMASQ-FORWARD",
@@ -247,6 +248,24 @@ def test_removing_everything_drops_jumps_then_chains():
         "-F IPMASQ-FORWARD", "-X IPMASQ-FORWARD", "COMMIT"]
     after = iptables_apply(have, cmds)
     assert after == iptables.empty_state()
+
+
+def test_ipv4_only_rules_leave_ip6tables_alone():
+    """Rules without addresses go to ip6tables only when the ruleset has IPv6 rules."""
+    v4_only = {"forward": [{"in_interface": "ppp0", "action": "drop"},
+                           {"source": "192.168.10.0/24", "action": "accept"}],
+               "port_forwards": [{"in_interface": "ppp0", "port": 80, "to_address": "192.168.10.5"}]}
+    cmds = iptables.render_changes(iptables.empty_state(), state_of(iptables, v4_only))
+    assert cmds[0] == "# iptables-restore --noflush"
+    assert not [c for c in cmds if "ip6tables" in c], cmds
+    with_v6 = dict(v4_only, masquerade=[{"source": "fd00::/64", "out_interface": "ppp0"}])
+    cmds = iptables.render_changes(iptables.empty_state(), state_of(iptables, with_v6))
+    v6_part = cmds[cmds.index("# ip6tables-restore --noflush"):]
+    assert "-A IPMASQ-FORWARD -i ppp0 -j DROP" in v6_part, cmds
+    # removing what an earlier IPv6 ruleset left in ip6tables still touches ip6tables
+    have = reparse(iptables, state_of(iptables, with_v6))
+    cmds = iptables.render_changes(have, state_of(iptables, v4_only))
+    assert "-X IPMASQ-POSTROUTING" in cmds[cmds.index("# ip6tables-restore --noflush"):], cmds
 
 
 def test_split_script_sends_each_part_to_its_tool():

@@ -140,7 +140,7 @@ INVALID = [
     pytest.param(fwd(comment="del\x7f"), "forward[0].comment", "del\\x7f", id="comment-del"),
     pytest.param(snat(comment='say "hi"'), "snat[0].comment", 'say "hi"', id="comment-dquote"),
     pytest.param(masq(comment="back\\slash"), "masquerade[0].comment", "back", id="comment-bslash"),
-    pytest.param(masq(comment="x" * 129), "masquerade[0].comment", "x" * 129,
+    pytest.param(masq(comment="x" * 129), "masquerade[0].comment", "'%s... (131 characters)" % ("x" * 99),
                  id="comment-129-bytes"),
     pytest.param(masq(comment="é" * 65), "masquerade[0].comment", "é" * 65,
                  id="comment-130-bytes-65-chars"),
