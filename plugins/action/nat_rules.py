@@ -41,7 +41,8 @@ class ActionModule(ActionBase):
             if timeout <= 0:
                 raise
             # The change may have cut this very connection before its answer came back.
-            return self._rolled_back(result, time.time() + timeout, timeout, (
+            self._wait_until(time.time() + timeout)
+            return self._not_confirmed(result, timeout, None, (
                 "the connection was lost while the change was applied (%s)" % exc))
         # The host armed its timer before applying, so before now: `timeout` seconds from
         # now is past the moment it fires.
@@ -54,25 +55,58 @@ class ActionModule(ActionBase):
             answer = self._execute_module(module_name=MODULE, task_vars=task_vars,
                                           module_args={"confirm_token": token})
         except AnsibleConnectionFailure as exc:
-            answer = {"failed": True, "msg": "no new connection: %s" % exc}
-        if answer.get("failed") or answer.get("unreachable"):
-            return self._rolled_back(result, deadline, timeout, (
-                "the change was applied but could not be confirmed over a new connection (%s)"
-                % answer.get("msg", "unreachable")))
-        result.update(confirmed=True, persisted=answer.get("persisted", []))
-        return result
+            answer = {"unreachable": True, "msg": str(exc)}
+        if answer.get("confirmed"):
+            # The timer is stopped; a failure now can only be the write of the boot files.
+            result.update(confirmed=True, persisted=answer.get("persisted", []))
+            if answer.get("failed"):
+                result.update(failed=True, msg=answer.get("msg"))
+            return result
+        if answer.get("rollback_status"):  # the host answered: too late
+            return self._not_confirmed(result, timeout, answer["rollback_status"], (
+                "the change was applied but not confirmed in time (%s)" % answer.get("msg")))
+        self._wait_until(deadline)
+        return self._not_confirmed(result, timeout, self._outcome(token, task_vars), (
+            "the change was applied but could not be confirmed over a new connection (%s)"
+            % answer.get("msg", "unreachable")))
 
-    def _rolled_back(self, result, deadline, timeout, why):
-        """Wait until the host's timer has fired, then fail saying so."""
+    def _wait_until(self, deadline):
+        """Sleep past the moment the host's rollback timer fires."""
         time.sleep(max(0.0, deadline - time.time()) + 1)
         self._cut_off = True
-        # The host is back at the previous rules, and files wait for a confirmation.
-        if "before" in result:
-            result["after"] = result["before"]
-        result.update(failed=True, confirmed=False, persisted=[], msg=(
-            "%s; the host's rollback timer restored the previous rules after %ss"
-            % (why, timeout)))
+
+    def _not_confirmed(self, result, timeout, outcome, why):
+        """Fail the task, saying what the host's rollback timer did (``outcome``: "restored",
+        "failed: why", or None / a note when nobody could ask the host)."""
+        if outcome == "restored":
+            # The host is back at the previous rules, and it wrote no file.
+            if "before" in result:
+                result["after"] = result["before"]
+            what = "the host's rollback timer restored the previous rules after %ss" % timeout
+        elif outcome and outcome.startswith("failed: "):
+            what = ("the host's rollback timer FAILED to restore the previous rules (%s): the "
+                    "host still runs the unconfirmed change" % outcome[len("failed: "):])
+        else:
+            what = ("the host's rollback timer was due to restore the previous rules after "
+                    "%ss; whether it did could not be checked (%s)"
+                    % (timeout, outcome or "no token came back"))
+        result.update(failed=True, confirmed=False, persisted=[], rollback_status=outcome,
+                      msg="%s; %s" % (why, what))
         return result
+
+    def _outcome(self, token, task_vars):
+        """What the host's timer did, asked over a new connection."""
+        if not token:
+            return None
+        try:
+            self._connection.reset()
+            answer = self._execute_module(module_name=MODULE, task_vars=task_vars,
+                                          module_args={"confirm_token": token, "confirm": False})
+        except AnsibleConnectionFailure as exc:
+            return "no connection to ask: %s" % exc
+        if answer.get("unreachable") or answer.get("failed"):
+            return "no answer: %s" % answer.get("msg", "unreachable")
+        return answer.get("rollback_status")
 
     def cleanup(self, force=False):
         # After a lockout, removing the temporary files needs yet another connection; its

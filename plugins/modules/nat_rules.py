@@ -91,7 +91,12 @@ options:
   confirm_token:
     description:
       - Confirm the pending change with this RV(rollback_token) and do nothing else. Its
-        held-back persistence files are written. Fails if the rollback already fired.
+        held-back persistence files are written. Fails if the rollback already fired, and
+        then says whether that rollback restored the previous rules or failed.
+      - With O(confirm=false), only report in RV(rollback_status) where that change stands.
+      - While a change waits for confirmation, other runs that would change the rules are
+        refused (check mode only warns), so that the rollback never undoes a later change
+        and the persisted files always hold confirmed rules.
     type: str
   config:
     description:
@@ -382,6 +387,15 @@ rollback_token:
   returned: when O(rollback_timeout) is above 0 and the rules changed
   type: str
   sample: 4242-1a2b3c4d5e6f
+rollback_status:
+  description:
+    - Where a change made with O(rollback_timeout) stands. V(pending) while its timer waits,
+      V(restored) once the timer restored the previous rules and checked them, V(failed) and
+      the reason when it could not (the host then still runs the unconfirmed change), or
+      V(unknown).
+  returned: with O(confirm_token) and O(confirm=false); when a confirmation came too late
+  type: str
+  sample: restored
 confirmed:
   description: Whether the change was confirmed (commit-confirm), or the token confirmed with O(confirm_token).
   returned: when O(rollback_timeout) or O(confirm_token) is used

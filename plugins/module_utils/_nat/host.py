@@ -17,17 +17,21 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
-import subprocess
 import time
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import nft
 
 LOCK_PATH = "/run/ipmasq.lock"
 PERSIST_DIR = "/etc/ipmasq"
-PENDING_DIR = "/run/ipmasq"  # commit-confirm: one folder per armed rollback
+# Commit-confirm: one folder per armed rollback, under a folder per network namespace (the
+# rules belong to the namespace, and namespaces on one machine share /run).
+PENDING_DIR = "/run/ipmasq"
+TOKEN_RE = re.compile(r"^[0-9]{1,10}-[0-9a-f]{12}\Z")
 PERSIST_FILES = {
     "nftables": {"nft": "ipmasq.nft"},
     "iptables": {4: "ipmasq.v4", 6: "ipmasq.v6"},
@@ -58,8 +62,11 @@ class Host:
         return out
 
     def lock(self, timeout=60):
-        """Serialise read-diff-apply between concurrent runs on one host."""
-        handle = open(LOCK_PATH, "a")
+        """Serialise read-diff-apply between concurrent runs on one host.
+
+        The file is created 0600: any user who can open it could hold the lock.
+        """
+        handle = os.fdopen(os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600), "r+")
         deadline = time.time() + timeout
         while True:
             try:
@@ -151,16 +158,21 @@ class Host:
         return changed
 
     def write_files(self, files, paths):
+        """Write each path atomically: a power loss leaves the old file or the new one."""
         if not paths:
             return
         if not os.path.isdir(PERSIST_DIR):
             os.makedirs(PERSIST_DIR, 0o750)
         for path in paths:
             tmp = path + ".tmp"
-            with open(tmp, "w") as handle:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            with os.fdopen(fd, "w") as handle:
                 handle.write(files[path])
+                handle.flush()
+                os.fsync(handle.fileno())
             os.chmod(tmp, 0o640)
-            os.rename(tmp, path)  # atomic: the boot unit never sees half a file
+            os.rename(tmp, path)
+            _fsync_dir(os.path.dirname(path))
 
     # -- conntrack
     def conntrack_delete(self, filters):
@@ -181,68 +193,192 @@ class Host:
         return done
 
     # -- commit-confirm
-    def arm_rollback(self, backend, commands, seconds):
-        """Start a detached timer that applies ``commands`` (the way back) after ``seconds``.
+    #
+    # A pending change has a folder PENDING_DIR/net-<namespace>/<token> holding ``deadline``,
+    # ``pid`` (the timer), ``persist.json`` (files to write once confirmed) and, once the
+    # timer fired, ``outcome``: "restored" or "failed: why". The timer and confirm both run
+    # under the host lock, so exactly one of them acts.
 
-        The timer is a child of this run, so it lives in the same network namespace and
-        does not depend on the Ansible connection. Returns its token.
+    def _pending_root(self):
+        return os.path.join(PENDING_DIR, "net-%d" % os.stat("/proc/self/ns/net").st_ino)
+
+    def _folder(self, token):
+        if not isinstance(token, str) or not TOKEN_RE.match(token):
+            raise HostError("confirm_token: not a token this module issued (got %s)"
+                            % model.echo(token))
+        return os.path.join(self._pending_root(), token)
+
+    def rollbacks(self):
+        """[(token, deadline, outcome)] of the changes armed here and not confirmed; outcome
+        is None while the timer waits."""
+        root = self._pending_root()
+        out = []
+        for token in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+            folder = os.path.join(root, token)
+            deadline = _read(os.path.join(folder, "deadline"))
+            outcome = _read(os.path.join(folder, "outcome"))
+            out.append((token, float(deadline or 0), outcome))
+        return out
+
+    def forget_failed_rollbacks(self):
+        """Drop the records of failed rollbacks once a later run has set the rules again."""
+        for token, _deadline, outcome in self.rollbacks():
+            if outcome and outcome != "restored":
+                shutil.rmtree(os.path.join(self._pending_root(), token), ignore_errors=True)
+
+    def arm_rollback(self, backend, previous, seconds, files):
+        """Start a detached timer that, after ``seconds``, brings our rules back to
+        ``previous`` (a State read under the lock) unless the change is confirmed first.
+
+        The timer is a child of this run: it lives in the same network namespace and does
+        not depend on the Ansible connection. ``files`` (path: content) are written when
+        the change is confirmed. Returns the token.
         """
+        snapshot = self.snapshot(backend) if backend == "nftables" else None
         token = "%d-%s" % (os.getpid(), binascii.hexlify(os.urandom(6)).decode())
-        folder = os.path.join(PENDING_DIR, token)
+        folder = os.path.join(self._pending_root(), token)
         os.makedirs(folder, 0o700)
-        steps = []
-        if backend == "nftables":
-            path = os.path.join(folder, "rollback.nft")
-            with open(path, "w") as handle:
-                handle.write("\n".join(commands) + "\n")
-            steps.append([self._bin("nft"), "-f", path])
-        else:
-            for family, text in sorted(iptables.split_script(commands).items()):
-                path = os.path.join(folder, "rollback.v%d" % family)
-                with open(path, "w") as handle:
-                    handle.write(text)
-                steps.append([self._bin(iptables.TOOLS[family]), "-w", "--noflush", path])
-        # sleep, then run each step; paths come from this code only (no user text).
-        program = 'sleep "$1"; %s touch "%s"' % (
-            "".join("%s; " % " ".join("'%s'" % a for a in step) for step in steps),
-            os.path.join(folder, "fired"))
-        args = ["/bin/sh", "-c", program, "ipmasq-rollback", str(seconds)]
-        with open(os.devnull, "r+") as null:
-            proc = subprocess.Popen(args, stdin=null, stdout=null, stderr=null,
-                                    close_fds=True, start_new_session=True)
-        with open(os.path.join(folder, "pid"), "w") as handle:
-            handle.write(str(proc.pid))
+        _write(os.path.join(folder, "deadline"), "%.3f" % (time.time() + seconds))
+        _write(os.path.join(folder, "persist.json"), json.dumps(files))
+        pid = self._detach(seconds, lambda: self._fire(backend, folder, previous, snapshot))
+        _write(os.path.join(folder, "pid"), str(pid))
         return token
 
-    def stash_files(self, token, files, paths):
-        """Keep the files to persist until the change is confirmed."""
-        with open(os.path.join(PENDING_DIR, token, "persist.json"), "w") as handle:
-            json.dump(dict((p, files[p]) for p in paths), handle)
+    def snapshot(self, backend):
+        """nftables: our table as ``nft list`` prints it (None when there is none). Loading
+        that text back gives the table byte for byte, rules the module does not know too."""
+        rc, out, err = self._run([self._bin("nft"), "list", "table", "inet", "ipmasq"])
+        if rc != 0:
+            if "No such file or directory" in err:
+                return None
+            raise HostError("nft list table inet ipmasq failed: %s" % err.strip())
+        return out
+
+    def _fire(self, backend, folder, previous, snapshot):
+        """The timer's work: restore and check, under the lock, unless confirmed meanwhile."""
+        outcome_path = os.path.join(folder, "outcome")
+        try:
+            with self.lock(timeout=120):
+                if not os.path.isdir(folder) or os.path.exists(outcome_path):
+                    return  # confirmed (the folder is gone) or already done
+                if backend == "nftables":
+                    script = "table inet ipmasq {}\ndelete table inet ipmasq\n" + (snapshot or "")
+                    self._must([self._bin("nft"), "-f", "-"], script, "nft -f (rollback)")
+                else:
+                    self.restore(backend, previous)
+                if not same_rules(backend, self.read(backend), previous):
+                    raise HostError("our rules after the rollback differ from the saved ones")
+                _write(outcome_path, "restored")
+        except Exception as exc:  # pylint: disable=broad-except
+            if os.path.isdir(folder) and not os.path.exists(outcome_path):
+                _write(outcome_path, "failed: %s" % exc)
+
+    def _detach(self, seconds, job):
+        """Run ``job`` after ``seconds`` in a process of its own session, cut off from this
+        run's output (Ansible waits for it to close). Returns that process's pid."""
+        read_end, write_end = os.pipe()
+        first = os.fork()
+        if first:
+            os.close(write_end)
+            with os.fdopen(read_end) as pipe:
+                pid = int(pipe.read() or 0)
+            os.waitpid(first, 0)
+            return pid
+        try:  # pragma: no cover - runs in the detached child
+            os.close(read_end)
+            os.setsid()
+            second = os.fork()
+            if second:
+                os.write(write_end, str(second).encode())
+                os._exit(0)
+            os.close(write_end)
+            os.chdir("/")
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, 1024)  # the lock and Ansible's pipes stay with the parent
+            time.sleep(seconds)
+            job()
+        finally:
+            os._exit(0)
 
     def confirm(self, token):
-        """Cancel the rollback timer of ``token``, then write the files it held back."""
-        folder = os.path.join(PENDING_DIR, os.path.basename(token))
+        """Keep a change made with rollback_timeout: stop its timer, then write the files
+        it held back. Returns the paths written; raises HostError when the change cannot be
+        confirmed, and ConfirmedButNotPersisted when it was but the files could not be
+        written."""
+        folder = self._folder(token)
         if not os.path.isdir(folder):
-            raise HostError("no pending change with token %s" % token)
-        if os.path.exists(os.path.join(folder, "fired")):
-            shutil.rmtree(folder, ignore_errors=True)
-            raise HostError("too late: the rollback of %s already restored the previous rules"
-                            % token)
-        with open(os.path.join(folder, "pid")) as handle:
-            pid = int(handle.read())
+            raise HostError("no pending change with token %s (already confirmed, or the host "
+                            "restarted)" % token)
+        outcome = _read(os.path.join(folder, "outcome"))
+        if outcome:
+            raise HostError("too late: %s" % describe_outcome(token, outcome))
+        files = json.loads(_read(os.path.join(folder, "persist.json")) or "{}")
+        self.disarm(token)
         try:
-            os.killpg(pid, signal.SIGTERM)
-        except OSError:
-            pass
-        if os.path.exists(os.path.join(folder, "fired")):
-            raise HostError("too late: the rollback of %s already restored the previous rules"
-                            % token)
-        stash = os.path.join(folder, "persist.json")
-        written = []
-        if os.path.exists(stash):
-            with open(stash) as handle:
-                files = json.load(handle)
             self.write_files(files, sorted(files))
-            written = sorted(files)
+        except (IOError, OSError) as exc:
+            raise ConfirmedButNotPersisted(
+                "the change is confirmed and stays, but writing %s failed: %s; the rules "
+                "loaded at boot are still the previous ones" % (", ".join(sorted(files)), exc))
+        return sorted(files)
+
+    def disarm(self, token):
+        """Forget a pending change and stop its timer (under the lock: a timer that wakes
+        up later finds no folder and does nothing)."""
+        folder = self._folder(token)
+        pid = int(_read(os.path.join(folder, "pid")) or 0)
         shutil.rmtree(folder, ignore_errors=True)
-        return written
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+    def rollback_status(self, token):
+        """"pending", "restored", "failed: why" or "unknown" for a token."""
+        folder = self._folder(token)
+        if not os.path.isdir(folder):
+            return "unknown"
+        return _read(os.path.join(folder, "outcome")) or "pending"
+
+
+class ConfirmedButNotPersisted(HostError):
+    """The rollback timer was stopped, but the boot files could not be written."""
+
+
+def describe_outcome(token, outcome):
+    if outcome == "restored":
+        return "the rollback of %s already restored the previous rules" % token
+    return ("the rollback of %s FAILED (%s): the host still runs the unconfirmed change"
+            % (token, outcome[len("failed: "):] if outcome.startswith("failed: ") else outcome))
+
+
+def same_rules(backend, state, other):
+    """Whether two States hold the same rules of ours (iptables: also the same jumps)."""
+    if backend == "nftables":
+        return state == other
+    return (state.chains, state.jumps, state.present) == (other.chains, other.jumps,
+                                                          other.present)
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
+def _write(path, text):
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

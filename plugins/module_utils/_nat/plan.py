@@ -13,12 +13,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import time
+
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import nft
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import rules
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.host import Host, HostError
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.host import (
+    ConfirmedButNotPersisted, Host, HostError, describe_outcome)
 
 CODECS = {"nftables": nft, "iptables": iptables}
 
@@ -52,7 +55,7 @@ def parse_running_config(text):
             codec, state = iptables, iptables.parse(text)
             if not any(state.present.values()):
                 state = iptables.parse(text, builtins=True)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, rules.ParseError):
             raise
         raise rules.ParseError("not a ruleset this module can read (%s: %s)"
@@ -76,7 +79,7 @@ def run(module):
     p = module.params
     state = p["state"]
     if p["confirm_token"]:
-        return _confirm(Host(module), p["confirm_token"])
+        return _confirm(Host(module), p["confirm_token"], p["confirm"])
     if p["rollback_timeout"] < 0:
         return {"failed": True, "changed": False,
                 "msg": "rollback_timeout: must be 0 (off) or a number of seconds (got %d)"
@@ -93,15 +96,15 @@ def run(module):
         except (rules.ParseError, ValueError) as exc:
             return {"failed": True, "changed": False,
                     "msg": "running_config: cannot parse: %s" % exc}
-    if state == "rendered":
-        backend = "iptables" if p["backend"] == "iptables" else "nftables"
-        ruleset = m.empty_ruleset()
-        ruleset.update(config)
-        text = CODECS[backend].render_full(want_state(CODECS[backend], ruleset))
-        return {"changed": False, "backend": backend, "rendered": text.splitlines()}
-
-    host = Host(module)
     try:
+        if state == "rendered":
+            backend = "iptables" if p["backend"] == "iptables" else "nftables"
+            ruleset = m.empty_ruleset()
+            ruleset.update(config)
+            text = CODECS[backend].render_full(want_state(CODECS[backend], ruleset))
+            return {"changed": False, "backend": backend, "rendered": text.splitlines()}
+
+        host = Host(module)
         backend = host.resolve_backend(p["backend"])
         codec = CODECS[backend]
         with host.lock():
@@ -110,21 +113,58 @@ def run(module):
                 return {"changed": False, "backend": backend,
                         "gathered": m.ruleset_to_dict(read_model(codec, have_state)[0])}
             return _change(module, host, backend, codec, state, have_state, config)
+    except rules.RenderError as exc:
+        return {"failed": True, "changed": False, "msg": "nothing was changed: %s" % exc}
     except HostError as exc:
         return {"failed": True, "changed": False, "msg": str(exc)}
 
 
-def _confirm(host, token):
-    """Keep a change made with rollback_timeout: stop its timer, persist its files."""
+def _confirm(host, token, confirm):
+    """Keep a change made with rollback_timeout (stop its timer, persist its files), or with
+    ``confirm`` false only report where it stands."""
     try:
-        written = host.confirm(token)
+        with host.lock():
+            if not confirm:
+                return {"changed": False, "rollback_status": host.rollback_status(token)}
+            written = host.confirm(token)
+    except ConfirmedButNotPersisted as exc:
+        return {"failed": True, "changed": True, "confirmed": token, "persisted": [],
+                "msg": str(exc)}
     except HostError as exc:
-        return {"failed": True, "changed": False, "msg": str(exc)}
+        result = {"failed": True, "changed": False, "msg": str(exc)}
+        try:
+            status = host.rollback_status(token)
+        except HostError:
+            status = "unknown"
+        if status not in ("pending", "unknown"):
+            result["rollback_status"] = status  # too late: what the timer did
+        return result
     return {"changed": True, "confirmed": token, "persisted": written}
+
+
+def _pending_rollbacks(host):
+    """(the change waiting for confirmation or None, warnings about failed rollbacks)."""
+    waiting, warnings = None, []
+    for token, deadline, outcome in host.rollbacks():
+        if outcome is None:
+            waiting = (token, deadline)
+        elif outcome != "restored":
+            warnings.append(describe_outcome(token, outcome))
+    return waiting, warnings
 
 
 def _change(module, host, backend, codec, state, have_state, config):
     p = module.params
+    waiting, warnings = _pending_rollbacks(host)
+    for text in warnings:
+        module.warn(text)
+    if waiting and not module.check_mode:
+        # Applying now would build on a change that may still be rolled back, and the boot
+        # file would get rules nobody confirmed.
+        return {"failed": True, "changed": False, "rollback_token": waiting[0], "msg": (
+            "a change made with rollback_timeout is waiting for confirmation (token %s; its "
+            "rollback fires in %ds): confirm it with confirm_token, or let it roll back, "
+            "before changing the rules again" % (waiting[0], max(0, waiting[1] - time.time())))}
     before, after, want, commands = plan_change(codec, state, have_state, config)
     files = host.persist_files(backend, want) if p["persist"] else {}
     to_write = host.persist_changes(files)
@@ -145,19 +185,23 @@ def _change(module, host, backend, codec, state, have_state, config):
                           "after": ruleset_lines(codec, want),
                           "before_header": "%s (owned rules)" % backend,
                           "after_header": "%s (owned rules)" % backend}
+    if waiting:
+        module.warn("a change made with rollback_timeout is waiting for confirmation (token "
+                    "%s): a real run is refused until it is confirmed or rolled back" % waiting[0])
     if module.check_mode:
         return result
     token = None
     if p["rollback_timeout"] and commands:
-        # The way back, armed before the change: it fires unless confirmed in time.
-        token = host.arm_rollback(backend, codec.render_changes(want, have_state),
-                                  p["rollback_timeout"])
+        # The way back, armed before the change: it fires unless confirmed in time. The
+        # files to persist wait for the confirmation.
+        token = host.arm_rollback(backend, have_state, p["rollback_timeout"],
+                                  dict((path, files[path]) for path in to_write))
     try:
         host.apply(backend, commands)
     except HostError as exc:
         try:
             if token:
-                host.confirm(token)  # the apply changed nothing to roll back: disarm
+                host.disarm(token)  # the previous rules are restored here, not by the timer
             host.restore(backend, have_state)
         except HostError as again:
             exc = HostError("%s; restoring the previous rules also failed: %s" % (exc, again))
@@ -165,9 +209,9 @@ def _change(module, host, backend, codec, state, have_state, config):
                       msg="apply failed, previous rules left in place: %s" % exc)
         return result
     if token:
-        host.stash_files(token, files, to_write)  # written when the change is confirmed
         result.update(rollback_token=token, rollback_timeout=p["rollback_timeout"])
     else:
         host.write_files(files, to_write)
+        host.forget_failed_rollbacks()
     result["conntrack_deleted"] = host.conntrack_delete(flush)
     return result

@@ -78,7 +78,8 @@ def test_without_rollback_timeout_the_module_result_is_returned_as_is(clock):
 def test_confirmed_over_a_new_connection(clock):
     armed = dict(APPLIED, rollback_token="42-abc", rollback_timeout=10)
     plugin = make_plugin({"rollback_timeout": 10},
-                         [armed, {"changed": True, "persisted": ["/etc/ipmasq/ipmasq.nft"]}], clock)
+                         [armed, {"changed": True, "confirmed": "42-abc",
+                                  "persisted": ["/etc/ipmasq/ipmasq.nft"]}], clock)
     result = plugin.run(task_vars={})
     assert plugin._connection.resets == 1
     assert plugin.calls[1] == (action.MODULE, {"confirm_token": "42-abc"})
@@ -88,17 +89,20 @@ def test_confirmed_over_a_new_connection(clock):
     assert clock.slept == []
 
 
+ARMED = dict(APPLIED, rollback_token="42-abc", rollback_timeout=10,
+             before={"port_forwards": []}, after={"port_forwards": [{"port": 22}]},
+             persisted=["/etc/ipmasq/ipmasq.nft"])
+RESTORED = {"changed": False, "rollback_status": "restored"}
+ROLLBACK_FAILED = {"changed": False, "rollback_status": "failed: nft -f (rollback) failed"}
+
+
 @pytest.mark.parametrize("confirm_answer", [
     AnsibleConnectionFailure("ssh: connect to host 198.51.100.1 port 22: Connection timed out"),
     {"unreachable": True, "msg": "Failed to connect"},
-    {"failed": True, "msg": "too late: the rollback of 42-abc already restored the previous rules"},
 ])
 def test_unconfirmed_change_fails_after_the_rollback_fired(clock, confirm_answer):
-    armed = dict(APPLIED, rollback_token="42-abc", rollback_timeout=10,
-                 before={"port_forwards": []}, after={"port_forwards": [{"port": 22}]},
-                 persisted=["/etc/ipmasq/ipmasq.nft"])
     started = clock.now
-    plugin = make_plugin({"rollback_timeout": 10}, [armed, confirm_answer], clock)
+    plugin = make_plugin({"rollback_timeout": 10}, [ARMED, confirm_answer, RESTORED], clock)
     result = plugin.run(task_vars={})
     assert result["failed"] is True
     assert result["confirmed"] is False
@@ -107,9 +111,52 @@ def test_unconfirmed_change_fails_after_the_rollback_fired(clock, confirm_answer
     assert result["persisted"] == []
     assert "rollback timer restored the previous rules after 10s" in result["msg"]
     assert result["rollback_token"] == "42-abc"
-    # It returns only once the host's timer has fired: armed during the first module run
-    # (which took 2 s), it fires at most 10 s after that run returned.
+    # It asks what the timer did only once the timer has fired: armed during the first
+    # module run (which took 2 s), it fires at most 10 s after that run returned.
+    assert plugin.calls[2] == (action.MODULE, {"confirm_token": "42-abc", "confirm": False})
     assert clock.now >= started + 2 + 10 + 1
+
+
+def test_a_failed_rollback_is_reported_as_failed(clock):
+    plugin = make_plugin({"rollback_timeout": 10},
+                         [ARMED, AnsibleConnectionFailure("timed out"), ROLLBACK_FAILED], clock)
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and result["confirmed"] is False
+    assert "rollback timer FAILED to restore the previous rules" in result["msg"]
+    assert "nft -f (rollback) failed" in result["msg"]
+    assert "restored the previous rules" not in result["msg"]
+    assert result["after"] == ARMED["after"]  # the change is still there
+
+
+def test_an_outcome_nobody_could_check_is_not_called_restored(clock):
+    plugin = make_plugin({"rollback_timeout": 10},
+                         [ARMED, AnsibleConnectionFailure("timed out"),
+                          AnsibleConnectionFailure("still timed out")], clock)
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True
+    assert "whether it did could not be checked" in result["msg"]
+    assert "still timed out" in result["msg"]
+    assert "restored the previous rules" not in result["msg"]
+
+
+def test_too_late_answer_reports_what_the_timer_did_without_waiting(clock):
+    too_late = {"failed": True, "rollback_status": "failed: nft -f (rollback) failed",
+                "msg": "too late: the rollback of 42-abc FAILED (nft -f (rollback) failed)"}
+    plugin = make_plugin({"rollback_timeout": 10}, [ARMED, too_late], clock)
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and "FAILED to restore" in result["msg"]
+    assert clock.slept == []
+
+
+def test_confirmed_but_boot_files_not_written_is_a_failure_that_keeps_the_change(clock):
+    answer = {"failed": True, "changed": True, "confirmed": "42-abc", "persisted": [],
+              "msg": "the change is confirmed and stays, but writing /etc/ipmasq/ipmasq.nft "
+                     "failed: [Errno 28] No space left on device"}
+    plugin = make_plugin({"rollback_timeout": 10}, [ARMED, answer], clock)
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and result["confirmed"] is True
+    assert "No space left" in result["msg"] and result["persisted"] == []
+    assert clock.slept == []
 
 
 def test_connection_lost_during_the_change_waits_for_the_rollback(clock):
@@ -119,7 +166,9 @@ def test_connection_lost_during_the_change_waits_for_the_rollback(clock):
     result = plugin.run(task_vars={})
     assert result["failed"] is True
     assert "connection was lost while the change was applied" in result["msg"]
-    assert "rollback timer restored the previous rules after 15s" in result["msg"]
+    # No token came back, so nobody can ask the host what its timer did.
+    assert "rollback timer was due to restore the previous rules after 15s" in result["msg"]
+    assert "could not be checked" in result["msg"]
     assert clock.now >= started + 2 + 15 + 1
     assert plugin._connection.resets == 0
 
@@ -168,6 +217,7 @@ def test_cleanup_failure_after_a_lockout_is_only_a_warning(clock, monkeypatch):
     monkeypatch.setattr(action.display, "warning", warnings.append)
     plugin = make_plugin({"rollback_timeout": 10},
                          [dict(APPLIED, rollback_token="42-abc"),
+                          AnsibleConnectionFailure("No route to host"),
                           AnsibleConnectionFailure("No route to host")], clock)
     assert plugin.run(task_vars={})["failed"] is True
     plugin.cleanup()

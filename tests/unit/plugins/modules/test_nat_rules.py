@@ -109,6 +109,8 @@ def machine(monkeypatch):
     for name in ("read", "apply", "persist_changes", "write_files", "conntrack_delete"):
         monkeypatch.setattr(host.Host, name, _delegate(fake, name))
     monkeypatch.setattr(host.Host, "lock", lambda self, timeout=60: contextlib.nullcontext())
+    monkeypatch.setattr(host.Host, "rollbacks", lambda self: [])
+    monkeypatch.setattr(host.Host, "forget_failed_rollbacks", lambda self: None)
     return fake
 
 
