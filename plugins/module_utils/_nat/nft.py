@@ -319,8 +319,10 @@ def parse_json(text):
     """``nft -j list table inet ipmasq`` (or ``list ruleset``) output -> State."""
     try:
         items = json.loads(text)["nftables"]
+    except RecursionError:
+        raise r.ParseError("not nft -j output: nested too deeply")
     except (ValueError, KeyError, TypeError) as exc:
-        raise r.ParseError("not nft -j output: %s" % exc)
+        raise r.ParseError("not nft -j output: %s" % str(exc)[:200])
     state, objects = empty_state(), set()
     for item in items:
         (kind, body), = item.items()
