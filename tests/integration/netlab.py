@@ -13,6 +13,7 @@ forwards. Rules and sysctls are only ever applied through ``ip netns exec`` into
 these namespaces, never in the namespace the tests run in.
 """
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,6 +248,7 @@ class Lab:
                 proc.kill()
                 proc.wait(timeout=5)
         for name in reversed(self.created):
+            forget_rollbacks(name)
             run(["ip", "netns", "del", name], check=False)
         self.created = []
         self.servers = []
@@ -287,4 +289,19 @@ def make_empty_namespace(prefix):
 
 def delete_namespace(ns):
     _kill_pids(ns)
+    forget_rollbacks(ns.name)
     run(["ip", "netns", "del", ns.name], check=False)
+
+
+# Where the module keeps pending commit-confirm rollbacks: a folder per network namespace,
+# named by the namespace's inode. A later namespace may get the same inode.
+PENDING_DIR = "/run/ipmasq"
+
+
+def forget_rollbacks(name):
+    """Remove the module's rollback records of a namespace about to be deleted."""
+    try:
+        inode = os.stat("/run/netns/%s" % name).st_ino
+    except OSError:
+        return
+    shutil.rmtree(os.path.join(PENDING_DIR, "net-%d" % inode), ignore_errors=True)

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
@@ -42,15 +43,31 @@ class HostError(Exception):
     """A command on the host failed; the message carries its output."""
 
 
+# The tools each backend runs; a detached rollback timer finds them before it detaches.
+TOOLS = {"nftables": ("nft",),
+         "iptables": ("iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore")}
+
+
 class Host:
     def __init__(self, module):
         self.module = module
+        self._paths = {}
+        self._detached = False  # True in the rollback timer, which AnsibleModule left behind
 
     # -- plumbing
     def _bin(self, name, required=True):
-        return self.module.get_bin_path(name, required=required)
+        if self._paths.get(name) is None:
+            self._paths[name] = self.module.get_bin_path(name, required=required)
+        return self._paths[name]
 
     def _run(self, args, data=None):
+        if self._detached:
+            # AnsibleModule's run_command answers some errors with fail_json, which the
+            # timer cannot use: its module payload is gone by then.
+            proc = subprocess.run(args, input=(data or "").encode(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, check=False)
+            return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                    proc.stderr.decode("utf-8", "replace"))
         rc, out, err = self.module.run_command(args, data=data, binary_data=True)
         return rc, out, err
 
@@ -66,7 +83,9 @@ class Host:
 
         The file is created 0600: any user who can open it could hold the lock.
         """
-        handle = os.fdopen(os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600), "r+")
+        fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # also a file an older version created 0644
+        handle = os.fdopen(fd, "r+")
         deadline = time.time() + timeout
         while True:
             try:
@@ -240,6 +259,8 @@ class Host:
         os.makedirs(folder, 0o700)
         _write(os.path.join(folder, "deadline"), "%.3f" % (time.time() + seconds))
         _write(os.path.join(folder, "persist.json"), json.dumps(files))
+        for tool in TOOLS[backend]:
+            self._bin(tool, required=False)
         pid = self._detach(seconds, lambda: self._fire(backend, folder, previous, snapshot))
         _write(os.path.join(folder, "pid"), str(pid))
         return token
@@ -297,6 +318,7 @@ class Host:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.closerange(3, 1024)  # the lock and Ansible's pipes stay with the parent
+            self._detached = True
             time.sleep(seconds)
             job()
         finally:
