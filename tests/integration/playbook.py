@@ -9,7 +9,9 @@ callback: one dict per task, exactly what ``register`` would hold.
 """
 import json
 import os
+import shlex
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -95,8 +97,31 @@ class PlaybookRun:
 # Mount an overlay on /etc (private to this process tree), then run the command.
 # On a sandbox's first use, the module's own directory is hidden too (a whiteout in
 # the upper layer): the lab is a fresh host, whatever the machine holds there.
+# /run/sysctl.d (runtime sysctl files) gets an empty tmpfs, and so does /run/systemd, with
+# the directory that says "systemd runs": nothing a run writes there, and no systemctl
+# call, can reach the machine's own boot or its systemd (tests use a systemctl stand-in).
 _SANDBOX_ETC = ('mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc'
-                ' && { [ "$3" != fresh ] || rm -rf /etc/ipmasq; } && shift 3 && exec "$@"')
+                ' && { [ "$3" != fresh ] || rm -rf /etc/ipmasq; }'
+                ' && mkdir -p /run/sysctl.d /run/systemd'
+                ' && mount -t tmpfs -o mode=0755 tmpfs /run/sysctl.d'
+                ' && mount -t tmpfs -o mode=0755 tmpfs /run/systemd && mkdir /run/systemd/system'
+                ' && shift 3 && exec "$@"')
+
+
+def systemctl_stand_in(directory):
+    """A systemctl that answers "enabled" and records its calls in ``calls.log``: the boot
+    unit is written under the /etc overlay but never reaches the machine's systemd."""
+    directory.mkdir(exist_ok=True)
+    script = directory / "systemctl"
+    script.write_text("#!/bin/sh\n"
+                      "echo \"$*\" >> %s\n"
+                      "case \"$1\" in\n"
+                      "  show) printf 'LoadState=loaded\\nActiveState=inactive\\nUnitFileState=enabled\\n' ;;\n"
+                      "  is-enabled) echo enabled ;;\n"
+                      "esac\n"
+                      "exit 0\n" % shlex.quote(str(directory / "calls.log")))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return directory
 
 
 def etc_upper(workdir):

@@ -14,13 +14,12 @@ trace; the last step applies ``CHANGED`` alone and shows that the snapshots see 
 import json
 import os
 import shlex
-import stat
 
 import foreign
 import scenarios
 from foreign import SNAPSHOT_COMMAND, Snapshot
 from netlab import LAN_NET, LAN_SERVER
-from playbook import etc_upper, role_task, run_plays, task_results
+from playbook import etc_upper, role_task, run_plays, systemctl_stand_in, task_results
 
 ROLE_TIMEOUT = 600
 WAN = scenarios.WAN_IF
@@ -197,22 +196,6 @@ def bad_input_block(index, role, bad):
                          " | selectattr('failed') | map(attribute='msg') | list }}"}}},
         ],
     }
-
-
-def systemctl_stand_in(directory):
-    """A systemctl that answers "enabled" and records its calls: the gateway role's boot
-    unit is written under the /etc overlay but never reaches the machine's systemd."""
-    directory.mkdir()
-    script = directory / "systemctl"
-    script.write_text("#!/bin/sh\n"
-                      "echo \"$*\" >> %s\n"
-                      "case \"$1\" in\n"
-                      "  show) printf 'LoadState=loaded\\nActiveState=inactive\\nUnitFileState=enabled\\n' ;;\n"
-                      "  is-enabled) echo enabled ;;\n"
-                      "esac\n"
-                      "exit 0\n" % shlex.quote(str(directory / "calls.log")))
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return directory
 
 
 def _tasks_of(results, tag, role):

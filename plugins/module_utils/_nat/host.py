@@ -24,6 +24,7 @@ import subprocess
 import time
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import kernel
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import nft
 
@@ -153,15 +154,25 @@ class Host:
         self.apply(backend, codec.render_changes(self.read(backend), previous))
 
     # -- persist
-    def persist_files(self, backend, state):
-        """{path: content} of the files the boot unit restores."""
-        codec = self.codec(backend)
-        text = codec.render_full(state)
+    def persist_paths(self, backend):
+        """Where the boot unit finds our ruleset: {"nft": path} or {"ipv4": .., "ipv6": ..}."""
         if backend == "nftables":
-            return {os.path.join(PERSIST_DIR, "ipmasq.nft"): text}
-        parts = iptables.split_script(text.splitlines())
-        return dict((os.path.join(PERSIST_DIR, name), parts.get(family, ""))
+            return {"nft": os.path.join(PERSIST_DIR, "ipmasq.nft")}
+        return dict(("ipv%d" % family, os.path.join(PERSIST_DIR, name))
                     for family, name in PERSIST_FILES["iptables"].items())
+
+    def persist_files(self, backend, state):
+        """{path: content} of the files the boot unit restores. Each ends with END_MARKER,
+        so that the unit can tell a complete file from one cut short."""
+        text = self.codec(backend).render_full(state)
+        paths = self.persist_paths(backend)
+        if backend == "nftables":
+            parts = {"nft": text}
+        else:
+            parts = dict(("ipv%d" % family, part) for family, part in
+                         iptables.split_script(text.splitlines()).items())
+        return dict((path, parts.get(key, "") + kernel.END_MARKER + "\n")
+                    for key, path in paths.items())
 
     def persist_changes(self, files):
         """The paths whose content differs from ``files``."""
@@ -178,20 +189,73 @@ class Host:
 
     def write_files(self, files, paths):
         """Write each path atomically: a power loss leaves the old file or the new one."""
-        if not paths:
-            return
-        if not os.path.isdir(PERSIST_DIR):
-            os.makedirs(PERSIST_DIR, 0o750)
         for path in paths:
-            tmp = path + ".tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(files[path])
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o640)
-            os.rename(tmp, path)
-            _fsync_dir(os.path.dirname(path))
+            self.write_file(path, files[path], 0o640, dir_mode=0o750)
+
+    @staticmethod
+    def write_file(path, content, mode, dir_mode=0o755):
+        """Write one file atomically, with fsync of the file and its directory."""
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, dir_mode)
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+        _fsync_dir(folder)
+
+    @staticmethod
+    def remove_file(path):
+        try:
+            os.remove(path)
+        except (IOError, OSError) as exc:
+            if exc.errno != errno.ENOENT:
+                raise HostError("removing %s failed: %s" % (path, exc))
+
+    @staticmethod
+    def read_file(path):
+        """A file's text, or None when it does not exist."""
+        return _read(path)
+
+    # -- kernel settings and the boot unit
+    @staticmethod
+    def read_sysctl(key):
+        """(value, writable): value None when the key does not exist (yet)."""
+        path = kernel.proc_path(key)
+        value = _read(path)
+        return (None if value is None else value.strip()), os.access(path, os.W_OK)
+
+    @staticmethod
+    def write_sysctl(key, value):
+        try:
+            with open(kernel.proc_path(key), "w") as handle:
+                handle.write(value)
+        except (IOError, OSError) as exc:
+            raise HostError("setting %s=%s failed: %s" % (key, value, exc))
+
+    def load_conntrack(self):
+        """Load nf_conntrack when its sysctls are missing (a modular kernel loads it with
+        the first rule that needs it). Returns modprobe's complaint, or ""."""
+        modprobe = self._bin("modprobe", required=False)
+        if not modprobe:
+            return "modprobe not found"
+        rc, _out, err = self._run([modprobe, "nf_conntrack"])
+        return "" if rc == 0 else err.strip()
+
+    def tool_paths(self, names):
+        """{name: absolute path} for the tools the boot unit runs."""
+        extra = ["/usr/lib/systemd", "/lib/systemd", "/usr/sbin", "/sbin"]
+        return dict((name, self.module.get_bin_path(name, required=True, opt_dirs=extra))
+                    for name in names)
+
+    def systemctl(self, *args):
+        """Run systemctl; returns (rc, output)."""
+        rc, out, err = self._run([self._bin("systemctl")] + list(args))
+        return rc, (out + err).strip()
 
     # -- conntrack
     def conntrack_delete(self, filters):

@@ -43,6 +43,15 @@ def ruleset_lines(codec, state):
     return "".join("%s: %s\n" % (c, codec.rule_text(x)) for c in rules.CHAINS for x in chains[c])
 
 
+def change_lines(lines_before, lines_after, written):
+    """The plan in short: "- rule" removed, "+ rule" added, "~ write file"."""
+    old, new = lines_before.splitlines(), lines_after.splitlines()
+    kept_old, kept_new = set(old), set(new)
+    return (["- " + line for line in old if line not in kept_new]
+            + ["+ " + line for line in new if line not in kept_old]
+            + ["~ write " + path for path in written])
+
+
 def parse_running_config(text):
     """Text from any supported source -> ruleset. Raises rules.ParseError."""
     stripped = text.lstrip()
@@ -173,6 +182,7 @@ def _change(module, host, backend, codec, state, have_state, config):
     result = {
         "changed": bool(commands or to_write), "backend": backend, "commands": commands,
         "summary": diff.summary(before, after), "persisted": to_write,
+        "persist_files": host.persist_paths(backend) if p["persist"] else {},
         "conntrack_deleted": [" ".join(f) for f in flush],
     }
     # The whole rulesets only when they tell something (a change, or diff mode asked for
@@ -180,11 +190,13 @@ def _change(module, host, backend, codec, state, have_state, config):
     # would walk, encode and decode on every no-change run. ``summary`` has the counts.
     if result["changed"] or module._diff:
         result.update(before=m.ruleset_to_dict(before), after=m.ruleset_to_dict(after))
-    if module._diff and result["changed"]:
-        result["diff"] = {"before": ruleset_lines(codec, have_state),
-                          "after": ruleset_lines(codec, want),
-                          "before_header": "%s (owned rules)" % backend,
-                          "after_header": "%s (owned rules)" % backend}
+    if result["changed"]:
+        lines_before, lines_after = ruleset_lines(codec, have_state), ruleset_lines(codec, want)
+        result["changes"] = change_lines(lines_before, lines_after, to_write)
+        if module._diff:
+            result["diff"] = {"before": lines_before, "after": lines_after,
+                              "before_header": "%s (owned rules)" % backend,
+                              "after_header": "%s (owned rules)" % backend}
     if waiting:
         module.warn("a change made with rollback_timeout is waiting for confirmation (token "
                     "%s): a real run is refused until it is confirmed or rolled back" % waiting[0])
