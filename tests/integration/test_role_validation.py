@@ -88,8 +88,12 @@ BAD_INPUTS = [
     # Values only the roles' checks and the module know to be wrong.
     (GATEWAY, {"ipmasq_conntrack_max": 0}, ["ipmasq_conntrack_max", "0"]),
     (GATEWAY, {"ipmasq_conntrack_max": -1}, ["ipmasq_conntrack_max", "-1"]),
-    (GATEWAY, {"ipmasq_rollback_timeout": -5}, ["rollback_timeout", "-5"]),
+    (GATEWAY, {"ipmasq_rollback_timeout": -5}, ["ipmasq_rollback_timeout", "-5"]),
     (GATEWAY, {"ipmasq_wan_interface": ""}, ["ipmasq_wan_interface"]),
+    (GATEWAY, {"ipmasq_wan_interface": None}, ["ipmasq_wan_interface"]),
+    (GATEWAY, {"ipmasq_lan_network": [LAN_NET]}, ["ipmasq_lan_network:", "did you mean ipmasq_lan_networks?"]),
+    (GATEWAY, {"ipmasq_lan_networks": LAN_NET}, ["ipmasq_lan_networks", "must be a list, not a string"]),
+    (MASQUERADE, {"ipmasq_portforwards": [PF]}, ["ipmasq_portforwards", "did you mean ipmasq_port_forwards?"]),
     (GATEWAY, {"ipmasq_wan_interface": "wan0; rm -rf /"}, ["ipmasq_wan_interface", "wan0; rm -rf /"]),
     (GATEWAY, {"ipmasq_wan_interface": "w" * 16}, ["ipmasq_wan_interface", "w" * 16]),
     (GATEWAY, {"ipmasq_wan_interface": "wan/0"}, ["ipmasq_wan_interface", "wan/0"]),
@@ -140,7 +144,7 @@ BAD_INPUTS = [
 # The checks of the argument specs and the roles' asserts do not depend on the backend;
 # the iptables run takes one input per check that reads the host (the module's, in
 # check mode), which keeps the file's run time down.
-ON_IPTABLES = [["ipmasq_backend", "pf"], ["rollback_timeout", "-5"],
+ON_IPTABLES = [["ipmasq_backend", "pf"], ["ipmasq_rollback_timeout", "-5"],
                ["ipmasq_lan_networks", "192.168.77.1/24"], ["ipmasq_wan_interface", "wan0; rm -rf /"],
                ["ipmasq_snat_address", "198.51.100.300"], ["port_forwards[1].port", "70000"],
                ["ipmasq_conntrack_timeouts", "bogus"], ["helpers[0].protocol", "tcp"]]

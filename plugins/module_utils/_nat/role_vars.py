@@ -144,6 +144,9 @@ def _nat_rules(variables, role):
         for index, entry in enumerate(_list(variables, "ipmasq_port_forwards")):
             if not isinstance(entry, dict):
                 _fail("ipmasq_port_forwards[%d]" % index, "must be a dictionary", entry)
+            if wan in (None, "") and not entry.get("in_interface"):
+                _fail("ipmasq_port_forwards[%d].in_interface" % index,
+                      "is required when ipmasq_wan_interface is not set", None)
             config["port_forwards"].append(dict({"in_interface": wan}, **entry))
     if "helpers" in kinds:
         for index, entry in enumerate(_list(variables, "ipmasq_helpers")):
@@ -250,6 +253,9 @@ def role_config(variables, role):
         value = variables.get(name)
         if value is not None and not isinstance(value, (str, int)) or isinstance(value, bool):
             _fail(name, "must be a string", value)
+    timeout = variables.get("ipmasq_rollback_timeout", 0)
+    if isinstance(timeout, bool) or not str(timeout).lstrip("-").isdigit() or int(timeout) < 0:
+        _fail("ipmasq_rollback_timeout", "must be 0 (off) or a number of seconds", timeout)
     config = _nat_rules(variables, role)
     _check_snat_family(config)
     try:
