@@ -273,7 +273,8 @@ def from_rules(chains, lookups=None):
         else:
             foreign.append(rule)
     for rule in chains.get("helpers", ()):
-        if rule.verdict == "helper" and _HELPER_ONLY(rule):
+        if rule.verdict == "helper" and rule.helper and rule.proto and rule.dport \
+                and _HELPER_ONLY(rule):
             out["helpers"].append(m.Helper(rule.helper, rule.proto, rule.dport))
         else:
             foreign.append(rule)
