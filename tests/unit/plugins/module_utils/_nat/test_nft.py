@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model, nft, plan, rules
 
 from nat_helpers import (
-    Refused, configs, configs_and_addresses, fixture_addresses, fixture_config, fixture_text,
+    Refused, configs_and_addresses, fixture_addresses, fixture_config, fixture_text,
     kinds_differ, nft_apply, reparse, ruleset_of, safe_helper_entries, state_of)
 
 NFT_DUMPS = ("nft.json", "nft.txt", "ruleset.json", "ruleset.txt")
