@@ -16,9 +16,10 @@ TARBALL := $(BUILD)/dist/ipmasq-gateway-$(VERSION).tar.gz
 # Debian packages the targets need. python3-venv: `venv` and ansible-test's own virtualenvs;
 # netavark: static addresses and interface names on podman networks; debian-archive-keyring:
 # debootstrap of bookworm from Ubuntu too; shellcheck: the ansible-test sanity test of that name;
-# openssh-client: the Molecule scenario `lockout` reaches its gateway over SSH.
+# openssh-client: the Molecule scenario `lockout` reaches its gateway over SSH; ipset: the
+# iptables backend keeps the addresses a hairpin forward matches in an ipset.
 APT_PACKAGES := podman runc netavark debootstrap debian-archive-keyring nftables iptables \
-	conntrack iproute2 python3-venv git shellcheck ca-certificates \
+	ipset conntrack iproute2 python3-venv git shellcheck ca-certificates \
 	openssh-client
 
 export PATH := $(VENV)/bin:$(PATH)

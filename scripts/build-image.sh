@@ -14,7 +14,7 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 image_name=localhost/ipmasq-node
 suite=bookworm
-packages=python3,iproute2,iptables,nftables,procps,curl,conntrack,systemd,systemd-sysv,dbus,openssh-server,iputils-ping,ca-certificates
+packages=python3,iproute2,iptables,ipset,nftables,procps,curl,conntrack,systemd,systemd-sysv,dbus,openssh-server,iputils-ping,ca-certificates
 recipe_files=(
     scripts/build-image.sh
     tests/tools/ipmasq_echo.py

@@ -174,8 +174,28 @@ options:
             type: str
           hairpin:
             description:
-              - Also forward when inside clients use the gateway's own address, and
+              - Also forward when clients behind the gateway's other interfaces connect to
+                the address of O(config.port_forwards[].in_interface) on that port, and
                 masquerade that traffic so the replies come back through the gateway.
+              - Only the addresses of O(config.port_forwards[].in_interface) are matched;
+                connections to the gateway's other addresses (its LAN address, where its own
+                SSH or DNS listens) stay the gateway's. O(config.port_forwards[].source)
+                applies here too, so a forward limited to a partner network hairpins only
+                for clients from that network.
+              - The module reads the interface's addresses (C(ip addr), global scope) at
+                every run and keeps them in a set per interface and address family, named
+                after it, C(hp4_<interface>) and C(hp6_<interface>) in C(table inet ipmasq),
+                or the ipsets C(ipmasq-hp4-<interface>) and C(ipmasq-hp6-<interface>) with
+                O(backend=iptables), which needs the C(ipset) command. An address that
+                changes between runs (PPP, DHCP) hairpins only once the sets are refilled,
+                by the next run (check mode shows it as a set element change), or by the
+                C(ipmasq-refresh) script of the P(ipmasq.gateway.gateway#role) role
+                (C(roles/gateway/files/ipmasq-refresh)), run from PPP's
+                C(/etc/ppp/ip-up.d/), from the hook of a DHCP client or of any other tool
+                that changes the address, and once at boot after the network is up.
+              - An interface without addresses (down, not up yet) gets empty sets, which
+                match nothing. With O(state=rendered) the module cannot know the addresses,
+                so the sets are rendered empty.
             type: bool
             default: false
           comment:

@@ -29,7 +29,8 @@ _lab_ids = itertools.count()
 def _missing_requirements():
     if os.geteuid() != 0:
         return "needs root (network namespaces)"
-    for tool in ("ip", "nft", "iptables", "ip6tables", "iptables-save", "iptables-restore", "ss"):
+    for tool in ("ip", "nft", "iptables", "ip6tables", "iptables-save", "iptables-restore", "ss",
+                 "ipset"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
             return "needs %s (make deps installs it)" % tool
     return None

@@ -9,8 +9,10 @@ Topology (every name carries a per-lab prefix, e.g. ``imq4242a-gw``)::
 
 LAN hosts route through gw. The WAN namespace has no route back to the LAN, like
 the Internet; ``route_wan_to_lan()`` adds one for the tests that need it. Only gw
-forwards. Rules and sysctls are only ever applied through ``ip netns exec`` into
-these namespaces, never in the namespace the tests run in.
+forwards. ``add_dmz()`` gives gw a third interface, ``dmz0`` (192.0.2.1), with a
+client ``dmz`` (192.0.2.10) behind it: a DMZ, a VPN or a backup uplink. Rules and
+sysctls are only ever applied through ``ip netns exec`` into these namespaces, never in
+the namespace the tests run in.
 """
 import os
 import shutil
@@ -37,6 +39,9 @@ GW_LAN6 = "fd00:77::1"
 LAN_CLIENT6 = "fd00:77::10"
 GW_WAN6 = "2001:db8:100::1"
 WAN_HOST6 = "2001:db8:100::20"
+DMZ_NET = "192.0.2.0/24"
+GW_DMZ = "192.0.2.1"
+DMZ_HOST = "192.0.2.10"
 
 # Ports the echo servers listen on.
 WAN_PORT = 7000
@@ -186,6 +191,26 @@ class Lab:
         ns.ip("addr", "add", v4, "dev", ifname)
         ns.ip("-6", "addr", "add", v6, "dev", ifname, "nodad")
         ns.ip("link", "set", ifname, "up")
+
+    def add_dmz(self):
+        """A third interface on gw, ``dmz0``, and a client ``self.dmz`` behind it."""
+        dmz = Namespace("%s-dmz" % self.prefix)
+        run(["ip", "netns", "add", dmz.name])
+        self.created.append(dmz.name)
+        self.ns["dmz"] = dmz
+        dmz.ip("link", "set", "lo", "up")
+        run(["ip", "link", "add", "dmz0", "netns", self.gw.name, "type", "veth",
+             "peer", "name", "eth0", "netns", dmz.name])
+        self.gw.ip("addr", "add", GW_DMZ + "/24", "dev", "dmz0")
+        self.gw.ip("link", "set", "dmz0", "up")
+        dmz.ip("addr", "add", DMZ_HOST + "/24", "dev", "eth0")
+        dmz.ip("link", "set", "eth0", "up")
+        dmz.ip("route", "add", "default", "via", GW_DMZ)
+        return dmz
+
+    @property
+    def dmz(self):
+        return self.ns["dmz"]
 
     def route_wan_to_lan(self):
         """Give the WAN host a route into the LAN (to prove the drop rule works)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
-    iptables, model, nft, plan)
+    iptables, model, nft, plan, rules)
 
 CODECS = {"nftables": nft, "iptables": iptables}
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -23,9 +23,10 @@ def ruleset_of(config):
     return ruleset
 
 
-def state_of(codec, config):
-    """The backend State that ``render_full`` writes for a config dict."""
-    return plan.want_state(codec, ruleset_of(config))
+def state_of(codec, config, addresses=None):
+    """The backend State that ``render_full`` writes for a config dict (hairpin sets holding
+    ``addresses``, {interface: [address]})."""
+    return plan.want_state(codec, ruleset_of(config), addresses)
 
 
 def reparse(codec, state):
@@ -48,6 +49,12 @@ def fixture_text(name):
 
 def fixture_config(name):
     return json.loads(fixture_text("%s.config.json" % name))
+
+
+def fixture_addresses(name):
+    """{interface: [address]} the capture put in the hairpin sets ({} without that file)."""
+    path = FIXTURES / ("%s.addresses.json" % name)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 # ---------------------------------------------------------------- strategies
@@ -249,6 +256,26 @@ def configs(helpers=helper_entries):
     })
 
 
+def hairpin_interfaces(config):
+    return sorted(set(pf["in_interface"] for pf in config.get("port_forwards", ())
+                      if pf.get("hairpin")))
+
+
+_interface_addresses = st.lists(st.one_of(hosts4, hosts6), max_size=3, unique=True)
+
+
+@st.composite
+def configs_and_addresses(draw, helpers=helper_entries):
+    """(config, {interface: [address]}) with addresses for some of its hairpin interfaces:
+    what the module reads from the host and puts in the hairpin sets."""
+    config = draw(configs(helpers))
+    addresses = {}
+    for name in hairpin_interfaces(config):
+        if draw(st.integers(0, 3)):
+            addresses[name] = draw(_interface_addresses)
+    return config, addresses
+
+
 # Helpers whose names hold a '-' (netbios-ns) had an nft rendering bug of their own;
 # test_nft.py covers them one by one.
 SAFE_HELPERS = tuple(h for h in sorted(model.HELPER_PROTOCOLS) if "-" not in h)
@@ -270,7 +297,14 @@ class Refused(Exception):
 def _nft_copy(state):
     return nft.State(state.present, set(state.objects),
                      dict((c, list(v)) for c, v in state.chains.items()),
-                     dict((n, dict(v)) for n, v in state.elements.items()))
+                     dict((n, dict(v)) for n, v in state.elements.items()),
+                     dict(state.sets))
+
+
+def _set_users(chains, name):
+    """The rules of ``chains`` (nft: {chain: [Rule]}) that look up hairpin set ``name``."""
+    return [r for chain in chains.values() for r in chain
+            if r.local_if and nft.set_name(rules.rule_family(r), r.local_if) == name]
 
 
 def _nft_keys(text):
@@ -297,6 +331,9 @@ def nft_apply(state, commands):
         name, _sep, body = rest.partition(" ")
         if verb in ("add chain", "add map", "add ct helper"):
             s.objects.add((verb[4:], name))
+        elif verb == "add set":
+            s.objects.add(("set", name))
+            s.sets.setdefault(name, frozenset())
         elif verb == "flush chain":
             if ("chain", name) not in s.objects:
                 raise Refused(cmd)
@@ -309,7 +346,22 @@ def nft_apply(state, commands):
                 raise Refused(cmd)
             if rule.verdict == "helper" and ("ct helper", nft._helper_name(rule)) not in s.objects:
                 raise Refused(cmd)
+            if rule.local_if and ("set", nft.set_name(
+                    rules.rule_family(rule), rule.local_if)) not in s.objects:
+                raise Refused("no such set: %s" % cmd)
             s.chains.setdefault(name, []).append(rule)
+        elif verb == "add element" and ("set", name) in s.objects:
+            s.sets[name] = s.sets[name] | _set_words(body)
+        elif verb == "delete element" and ("set", name) in s.objects:
+            gone = _set_words(body)
+            if gone - s.sets[name]:
+                raise Refused(cmd)
+            s.sets[name] = s.sets[name] - gone
+        elif verb == "delete set":
+            if ("set", name) not in s.objects or _set_users(s.chains, name):
+                raise Refused(cmd)
+            s.objects.discard(("set", name))
+            del s.sets[name]
         elif verb == "add element":
             if ("map", name) not in s.objects:
                 raise Refused(cmd)
@@ -332,26 +384,61 @@ def nft_apply(state, commands):
     return s._replace(objects=frozenset(s.objects))
 
 
+def _set_words(body):
+    return frozenset(w.rstrip(",") for w in body.strip("{} ").split())
+
+
 def _ipt_copy(state):
     return iptables.State(
         dict((f, dict((c, list(v)) for c, v in chains.items()))
              for f, chains in state.chains.items()),
         dict((f, dict(j)) for f, j in state.jumps.items()),
         dict((f, set(p)) for f, p in state.present.items()),
-        dict((f, list(o)) for f, o in state.forward_order.items()))
+        dict((f, list(o)) for f, o in state.forward_order.items()),
+        dict((f, dict(sets)) for f, sets in state.sets.items()))
+
+
+def _ipset_line(s, line):
+    """One line of ``ipset -exist restore`` (as Host.apply runs it) on State ``s``."""
+    words = line.split()
+    verb, name = words[0], words[1]
+    family = int(name[len(iptables.IPSET_PREFIX)])
+    sets = s.sets[family]
+    if verb == "create":
+        assert words[2:] == ["hash:ip", "family", {4: "inet", 6: "inet6"}[family]], line
+        sets.setdefault(name, frozenset())  # -exist: an equal set may be there
+    elif verb in ("add", "del"):
+        if name not in sets:
+            raise Refused(line)
+        change = frozenset([words[2]])
+        sets[name] = sets[name] | change if verb == "add" else sets[name] - change
+    elif verb == "destroy":
+        users = [r for chains in s.chains.values() for chain in chains.values() for r in chain
+                 if r.local_if and iptables.set_name(rules.rule_family(r), r.local_if) == name]
+        if name not in sets or users:
+            raise Refused("%s (in use: %s)" % (line, users))
+        del sets[name]
+    else:
+        raise AssertionError("ipset line the simulation does not know: %s" % line)
 
 
 def iptables_apply(state, commands):
     """The State after each family's part of ``commands`` went through ``*-restore --noflush``."""
     s = _ipt_copy(state)
     by_name = dict((v[1], k) for k, v in iptables.CHAINS.items())
-    family, table = 4, None
+    family, table, ipset = 4, None, False
     for line in commands:
+        if line in iptables.IPSET_PARTS.values():
+            ipset = True
+            continue
         if line.startswith("# ip6tables-restore"):
-            family = 6
+            family, ipset = 6, False
             continue
         if line.startswith("# iptables-restore"):
-            family = 4
+            family, ipset = 4, False
+            continue
+        if ipset:
+            _ipset_line(s, line)
             continue
         if line.startswith("*"):
             table = line[1:]
@@ -370,7 +457,10 @@ def iptables_apply(state, commands):
             chain = by_name[args[1]]
             if chain not in s.present[family]:
                 raise Refused(line)
-            s.chains[family][chain].append(iptables.parse_rule(chain, args[2:]))
+            rule = iptables.parse_rule(chain, args[2:])
+            if rule.local_if and iptables.set_name(family, rule.local_if) not in s.sets[family]:
+                raise Refused("set does not exist: %s" % line)
+            s.chains[family][chain].append(rule)
         elif args[0] in ("-I", "-D"):  # jumps from built-in chains only
             chain = by_name[args[-1]]
             assert args[-2] == "-j" and iptables.CHAINS[chain][:3:2] == (table, args[1]), line

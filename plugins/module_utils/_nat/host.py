@@ -27,6 +27,7 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptable
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import kernel
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import nft
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import rules
 
 LOCK_PATH = "/run/ipmasq.lock"
 PERSIST_DIR = "/etc/ipmasq"
@@ -38,6 +39,9 @@ PERSIST_FILES = {
     "nftables": {"nft": "ipmasq.nft"},
     "iptables": {4: "ipmasq.v4", 6: "ipmasq.v6"},
 }
+# iptables hairpin sets, for ``ipset -exist restore`` before ipmasq.v4/.v6 at boot; written
+# only while there are such sets (and emptied, not left stale, when they go)
+PERSIST_IPSET = "ipmasq.ipset"
 
 
 class HostError(Exception):
@@ -111,6 +115,28 @@ class Host:
     def codec(self, backend):
         return nft if backend == "nftables" else iptables
 
+    # -- interface addresses (hairpin sets)
+    def addresses(self, interfaces):
+        """{interface: addresses of global scope} for ``interfaces``; an interface that does
+        not exist (a PPP link that is down) has none."""
+        if not interfaces:
+            return {}
+        out = self._must([self._bin("ip"), "-j", "addr", "show"])
+        try:
+            return rules.global_addresses(out, interfaces)
+        except rules.ParseError as exc:
+            raise HostError("ip -j addr show: %s" % exc)
+
+    def require_tools(self, backend, state):
+        """Fail before any change when ``state`` needs a tool the host lacks."""
+        if backend == "iptables" and iptables.address_sets(state) and \
+                not self._bin("ipset", required=False):
+            raise HostError(
+                "hairpin port forwards on the iptables backend need the ipset command "
+                "(Debian/Ubuntu package ipset) for the sets of interface addresses %s; "
+                "install it, or use the nftables backend; nothing was changed"
+                % ", ".join(sorted(iptables.address_sets(state))))
+
     # -- read
     def read(self, backend):
         if backend == "nftables":
@@ -126,7 +152,17 @@ class Host:
             path = self._bin(tool, required=family == 4)
             parts[family] = iptables.parse_save(self._must([path]), family) if path \
                 else iptables.empty_state()
-        return iptables.combine(parts[4], parts[6])
+        return iptables.combine(parts[4], parts[6])._replace(sets=self._read_ipsets())
+
+    def _read_ipsets(self):
+        """Our hairpin ipsets; none when ipset is not installed. Only our sets are saved:
+        a neighbour's blocklist may hold a million entries."""
+        path = self._bin("ipset", required=False)
+        if not path:
+            return iptables.empty_state().sets
+        names = [n for n in self._must([path, "list", "-n"]).split()
+                 if n.startswith(iptables.IPSET_PREFIX) and iptables.set_interface(n)]
+        return iptables.parse_ipset("".join(self._must([path, "save", n]) for n in names))
 
     # -- apply
     def apply(self, backend, commands):
@@ -140,13 +176,22 @@ class Host:
             self._must([nft_bin, "-f", "-"], script, "nft -f (apply)")
             return
         scripts = iptables.split_script(commands)
-        tools = dict((f, self._bin(iptables.TOOLS[f])) for f in sorted(scripts))
-        for family in sorted(scripts):
+        families = [f for f in iptables.FAMILIES if f in scripts]
+        tools = dict((f, self._bin(iptables.TOOLS[f])) for f in families)
+        ipset = self._bin("ipset") if set(iptables.IPSET_PARTS) & set(scripts) else None
+        # The sets first: iptables-restore (--test too) refuses a rule naming a missing set.
+        # A failure from here on is undone by restore(), which takes the sets back as well.
+        if "ipset" in scripts:
+            self._must([ipset, "-exist", "restore"], scripts["ipset"], "ipset restore")
+        for family in families:
             self._must([tools[family], "-w", "--noflush", "--test"], scripts[family],
                        "%s --test" % iptables.TOOLS[family])
-        for family in sorted(scripts):
+        for family in families:
             self._must([tools[family], "-w", "--noflush"], scripts[family],
                        iptables.TOOLS[family])
+        if "ipset-after" in scripts:
+            self._must([ipset, "-exist", "restore"], scripts["ipset-after"],
+                       "ipset restore (destroying unused sets)")
 
     def restore(self, backend, previous):
         """Bring our rules back to ``previous`` (a State read earlier) from whatever is there."""
@@ -154,25 +199,23 @@ class Host:
         self.apply(backend, codec.render_changes(self.read(backend), previous))
 
     # -- persist
-    def persist_paths(self, backend):
-        """Where the boot unit finds our ruleset: {"nft": path} or {"ipv4": .., "ipv6": ..}."""
-        if backend == "nftables":
-            return {"nft": os.path.join(PERSIST_DIR, "ipmasq.nft")}
-        return dict(("ipv%d" % family, os.path.join(PERSIST_DIR, name))
-                    for family, name in PERSIST_FILES["iptables"].items())
-
     def persist_files(self, backend, state):
-        """{path: content} of the files the boot unit restores. Each ends with END_MARKER,
-        so that the unit can tell a complete file from one cut short."""
+        """{key: (path, content)} of the files the boot unit restores ("nft", or "ipv4",
+        "ipv6" and, while there are hairpin sets, "ipset"). Each ends with END_MARKER, so
+        that the unit can tell a complete file from one cut short."""
         text = self.codec(backend).render_full(state)
-        paths = self.persist_paths(backend)
         if backend == "nftables":
-            parts = {"nft": text}
+            parts = {"nft": (os.path.join(PERSIST_DIR, "ipmasq.nft"), text)}
         else:
-            parts = dict(("ipv%d" % family, part) for family, part in
-                         iptables.split_script(text.splitlines()).items())
-        return dict((path, parts.get(key, "") + kernel.END_MARKER + "\n")
-                    for key, path in paths.items())
+            split = iptables.split_script(text.splitlines())
+            parts = dict(("ipv%d" % family, (os.path.join(PERSIST_DIR, name),
+                                             split.get(family, "")))
+                         for family, name in PERSIST_FILES["iptables"].items())
+            ipset_path = os.path.join(PERSIST_DIR, PERSIST_IPSET)
+            if "ipset" in split or os.path.exists(ipset_path):
+                parts["ipset"] = (ipset_path, split.get("ipset", ""))
+        return dict((key, (path, content + kernel.END_MARKER + "\n"))
+                    for key, (path, content) in parts.items())
 
     def persist_changes(self, files):
         """The paths whose content differs from ``files``."""
@@ -207,6 +250,10 @@ class Host:
         os.chmod(tmp, mode)
         os.rename(tmp, path)
         _fsync_dir(folder)
+
+    @staticmethod
+    def is_dir(path):
+        return os.path.isdir(path)
 
     @staticmethod
     def remove_file(path):
@@ -445,8 +492,8 @@ def same_rules(backend, state, other):
     """Whether two States hold the same rules of ours (iptables: also the same jumps)."""
     if backend == "nftables":
         return state == other
-    return (state.chains, state.jumps, state.present) == (other.chains, other.jumps,
-                                                          other.present)
+    return (state.chains, state.jumps, state.present, state.sets) == (
+        other.chains, other.jumps, other.present, other.sets)
 
 
 def _read(path):

@@ -8,12 +8,20 @@
 Our rules live in chains of our own (IPMASQ-*), each reached by one jump from its
 built-in chain. A chain exists only while it holds rules. Every rule is a line of its own,
 so the cost per packet grows with the number of port forwards (nftables uses maps).
+
+A hairpin rule matches the addresses of its forward's interface in the ipset
+``ipmasq-hp4-<interface>`` or ``ipmasq-hp6-<interface>`` (``-m set --match-set NAME dst``).
+The sets are made and filled by ``ipset restore`` before the rules that use them are
+loaded, and destroyed after those rules are gone: ``render_changes`` writes those parts
+under their own header lines (see ``split_script``).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
+import re
 import shlex
 from collections import namedtuple
 
@@ -38,17 +46,43 @@ _BUILTIN = dict(((v[0], v[2]), k) for k, v in CHAINS.items())
 # that a DROP there applies to the traffic our rules accept.
 FORWARD_ANCHORS = ("DOCKER-USER", "ufw-before-forward", "ufw-user-forward")
 
+# Hairpin address sets (ipset names are at most 31 characters: 11 + 15 fit).
+IPSET_PREFIX = "ipmasq-hp"
+_IPSET_NAME = re.compile(r"^ipmasq-hp([46])-(.+)\Z")
+_IPSET_FAMILY = {4: "inet", 6: "inet6"}
+# The header lines of the ipset parts of render_changes: "ipset" runs before the
+# iptables-restore parts, "ipset-after" (destroying sets) after them.
+IPSET_PARTS = {"ipset": "# ipset restore", "ipset-after": "# ipset restore, after the rules"}
+
 # chains: {family: {chain: [Rule]}}; jumps: {family: {chain: number of jumps}};
 # present: {family: set of our chains that exist}; forward_order: {family: [jump target of
-# each rule of the built-in filter FORWARD chain, "" for a rule without one]}
-State = namedtuple("State", "chains jumps present forward_order")
+# each rule of the built-in filter FORWARD chain, "" for a rule without one]}; sets:
+# {family: {ipset name: frozenset of addresses}}, the hairpin address sets
+State = namedtuple("State", "chains jumps present forward_order sets")
 
 
 def empty_state():
     return State(dict((f, dict((c, []) for c in CHAINS)) for f in FAMILIES),
                  dict((f, dict((c, 0) for c in CHAINS)) for f in FAMILIES),
                  dict((f, set()) for f in FAMILIES),
-                 dict((f, []) for f in FAMILIES))
+                 dict((f, []) for f in FAMILIES),
+                 dict((f, {}) for f in FAMILIES))
+
+
+def set_name(family, interface):
+    return "%s%d-%s" % (IPSET_PREFIX, family, r.check_token("local_if", interface))
+
+
+def set_interface(name, family=None):
+    """The interface an ipset name carries (None when the name is not one of ours, or is of
+    another family than ``family``)."""
+    match = _IPSET_NAME.match(name)
+    if not match or (family is not None and int(match.group(1)) != family):
+        return None
+    try:
+        return r.check_token("local_if", match.group(2))
+    except r.RenderError:
+        return None
 
 
 # ---------------------------------------------------------------- render
@@ -83,6 +117,8 @@ def rule_args(rule):
         out += ["-o", rule.oif]
     if rule.proto:
         out += ["-p", _proto(rule.proto)]
+    if rule.local_if:
+        out += ["-m", "set", "--match-set", set_name(r.rule_family(rule), rule.local_if), "dst"]
     if rule.dport:
         out += ["-m", rule.proto, "--dport", _ports(rule.dport)]
     if rule.local_dst:
@@ -114,12 +150,15 @@ def rule_text(rule):
     return _line(rule_args(rule))
 
 
-def layout(chains, lookups=None):
+def layout(chains, lookups=None, addresses=None):
     """``rules.to_rules(ruleset)`` -> the State we want in the kernel. Every forward is a
-    rule of its own: iptables has no lookup tables (``lookups`` must be empty)."""
+    rule of its own: iptables has no lookup tables (``lookups`` must be empty). The hairpin
+    sets hold the ``addresses`` ({interface: addresses}) of their interfaces."""
     if any((lookups or {}).values()):
         raise ValueError("iptables keeps no lookup entries: lay out with lookups=False")
     want = empty_state()
+    for (family, interface), members in r.address_sets(chains, addresses).items():
+        want.sets[family][set_name(family, interface)] = members
     # Rules without addresses go to ip6tables too, but only when there is IPv6 work: an
     # IPv4-only ruleset leaves ip6tables (and iptables-nft's ip6 tables) untouched.
     ipv6 = any(r.rule_family(x) == 6 for rules in chains.values() for x in rules)
@@ -133,6 +172,12 @@ def layout(chains, lookups=None):
     return want
 
 
+def address_sets(state):
+    """{ipset name: frozenset of addresses}: the hairpin address sets of a State."""
+    return dict((name, members) for family in FAMILIES
+                for name, members in state.sets[family].items())
+
+
 def to_rules(state):
     """A parsed State -> ({chain: [Rule]} with IPv4 and IPv6 merged, no lookup entries)."""
     return dict((c, r.merge_families(state.chains[4][c], state.chains[6][c])) for c in CHAINS), {}
@@ -143,7 +188,8 @@ def render_changes(have, want):
 
     Each family's part starts with a ``# iptables-restore`` or ``# ip6tables-restore``
     line naming the tool that takes it. A chain whose rules differ is declared again
-    (which empties it under --noflush) and refilled.
+    (which empties it under --noflush) and refilled. The hairpin sets are made and filled
+    first, and the ones no rule wants any more are destroyed last (IPSET_PARTS).
     """
     out = []
     for family in FAMILIES:
@@ -171,7 +217,25 @@ def render_changes(have, want):
                 script += ["*%s" % table] + per_table[table] + ["COMMIT"]
         if script:
             out += ["# %s --noflush" % TOOLS[family]] + script
-    return out
+    before, after = _ipset_changes(have, want)
+    return ([IPSET_PARTS["ipset"]] + before if before else []) + out + \
+        ([IPSET_PARTS["ipset-after"]] + after if after else [])
+
+
+def _ipset_changes(have, want):
+    """(``ipset restore`` lines to run before the rules change, and after)."""
+    before, after = [], []
+    for family in FAMILIES:
+        old_sets, new_sets = have.sets[family], want.sets[family]
+        for name in sorted(new_sets):
+            old, new = old_sets.get(name), new_sets[name]
+            if old is None:
+                before.append("create %s hash:ip family %s" % (name, _IPSET_FAMILY[family]))
+                old = frozenset()
+            before.extend("del %s %s" % (name, r.check_address(a)) for a in sorted(old - new))
+            before.extend("add %s %s" % (name, r.check_address(a)) for a in sorted(new - old))
+        after.extend("destroy %s" % name for name in sorted(set(old_sets) - set(new_sets)))
+    return before, after
 
 
 def _jump_position(have, family, chain):
@@ -192,13 +256,17 @@ def _jump_position(have, family, chain):
 
 
 def split_script(lines):
-    """[lines] from render_changes -> {family: restore input text}."""
-    out, family = {}, 4
+    """[lines] from render_changes -> {part: input text}: the part is a family (for
+    ``iptables-restore`` or ``ip6tables-restore``) or a key of IPSET_PARTS (for
+    ``ipset restore``)."""
+    out, part = {}, 4
+    headers = dict((header, key) for key, header in IPSET_PARTS.items())
     for line in lines:
         for fam, tool in TOOLS.items():
             if line.startswith("# %s" % tool):
-                family = fam
-        out.setdefault(family, []).append(line)
+                part = fam
+        part = headers.get(line, part)
+        out.setdefault(part, []).append(line)
     return dict((f, "\n".join(v) + "\n") for f, v in out.items())
 
 
@@ -225,7 +293,7 @@ def _to_target(value):
 
 def parse_rule(chain, args):
     """iptables arguments (after ``-A CHAIN``) -> Rule; raises _Unknown."""
-    f, neg, i = {"chain": chain}, False, 0
+    f, neg, i, set_family = {"chain": chain}, False, 0, None
     while i < len(args):
         opt = args[i]
         val = args[i + 1] if i + 1 < len(args) else None
@@ -246,7 +314,16 @@ def parse_rule(chain, args):
         elif opt in ("-p", "--protocol"):
             f["proto"] = "icmpv6" if val in ("ipv6-icmp", "icmpv6") else val
         elif opt == "-m":
-            if val not in ("tcp", "udp", "addrtype", "conntrack", "state", "comment"):
+            if val not in ("tcp", "udp", "addrtype", "conntrack", "state", "comment", "set"):
+                raise _Unknown(args)
+        elif opt == "--match-set":
+            flags = args[i] if i < len(args) else None
+            i += 1
+            match = _IPSET_NAME.match(val or "")
+            if flags != "dst" or not match:
+                raise _Unknown(args)
+            f["local_if"], set_family = set_interface(val), int(match.group(1))
+            if f["local_if"] is None:
                 raise _Unknown(args)
         elif opt in ("--dport", "--destination-port"):
             f["dport"] = val.replace(":", "-")
@@ -278,7 +355,10 @@ def parse_rule(chain, args):
         neg = False
     if "verdict" not in f:
         raise _Unknown(args)
-    return r.normalize(r.Rule(**f))
+    rule = r.normalize(r.Rule(**f))
+    if rule.local_if is not None and r.rule_family(rule) != set_family:
+        raise _Unknown(args)  # rendered again, it would name the other family's set
+    return rule
 
 
 def _target(words):
@@ -362,14 +442,45 @@ def combine(v4, v6):
     return State(*({4: getattr(v4, field)[4], 6: getattr(v6, field)[6]} for field in State._fields))
 
 
+def parse_ipset(text):
+    """``ipset save`` output (or our ``ipset restore`` input) -> {family: {name: addresses}}
+    for our hairpin sets. Other sets are skipped, and so is a set of ours of another type
+    than we make (then ``create`` fails and says so, rather than us using it)."""
+    out, ours = dict((f, {}) for f in FAMILIES), {}
+    for raw in text.split("\n"):
+        words = raw.split()
+        if len(words) < 3 or words[0] not in ("create", "add") or \
+                not words[1].startswith(IPSET_PREFIX):
+            continue
+        match = _IPSET_NAME.match(words[1])
+        if not match or set_interface(words[1]) is None:
+            continue
+        family = int(match.group(1))
+        if words[0] == "create":
+            if words[2:5] == ["hash:ip", "family", _IPSET_FAMILY[family]]:
+                ours[words[1]] = family
+                out[family][words[1]] = frozenset()
+        elif words[1] in ours:
+            try:
+                address = str(ipaddress.ip_address(words[2]))
+            except ValueError:
+                address = words[2]  # not ours to hold: render_changes refuses to write it back
+            out[family][words[1]] = out[family][words[1]] | frozenset([address])
+    return out
+
+
 def parse(text, builtins=False):
-    """iptables-save text -> State. ``# ip6tables`` starts the IPv6 part of a combined text."""
-    v4, v6, current = [], [], None
+    """iptables-save text -> State. ``# ip6tables`` starts the IPv6 part of a combined text,
+    and ``# ipset`` an ``ipset save`` part (what render_full writes)."""
+    v4, v6, ipset, current = [], [], [], None
     for line in text.split("\n"):
         low = line.strip().lower()
-        if low.startswith("# ip6tables") or low.startswith("ip6tables "):
+        if low.startswith("# ipset"):
+            current = ipset
+        elif low.startswith("# ip6tables") or low.startswith("ip6tables "):
             current = v6
         elif low.startswith("# iptables") or low.startswith("iptables "):
             current = v4
         (current if current is not None else v4).append(line)
-    return combine(parse_save("\n".join(v4), 4, builtins), parse_save("\n".join(v6), 6, builtins))
+    state = combine(parse_save("\n".join(v4), 4, builtins), parse_save("\n".join(v6), 6, builtins))
+    return state._replace(sets=parse_ipset("\n".join(ipset)))

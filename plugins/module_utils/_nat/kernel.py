@@ -88,6 +88,8 @@ def unit_text(backend, files, bins, ipv6_forwarding, sysctl_path):
             for _chain, (table, name, builtin) in sorted(iptables.CHAINS.items()):
                 lines.append("ExecStartPre=-%s -w -t %s -D %s -j %s"
                              % (bins[tool], table, builtin, name))
+        if "ipset" in files:  # hairpin's address sets, before the rules that name them
+            lines.append("ExecStart=%s -exist -file %s restore" % (bins["ipset"], files["ipset"]))
         lines.append("ExecStart=%s -w --noflush %s" % (bins["iptables-restore"], files["ipv4"]))
         lines.append("ExecStart=%s -w --noflush %s" % (bins["ip6tables-restore"], files["ipv6"]))
     # The conntrack sysctls exist once nf_conntrack is loaded, which loading the rules does.
@@ -97,9 +99,10 @@ def unit_text(backend, files, bins, ipv6_forwarding, sysctl_path):
     return "\n".join(lines) + "\n"
 
 
-def unit_tools(backend):
+def unit_tools(backend, files):
     """The tools the unit runs, by name."""
     tools = ["sysctl", "grep", "systemd-sysctl"]
     if backend == "nftables":
         return tools + ["nft"]
-    return tools + ["iptables", "ip6tables", "iptables-restore", "ip6tables-restore"]
+    return tools + ["iptables", "ip6tables", "iptables-restore", "ip6tables-restore"] + (
+        ["ipset"] if "ipset" in files else [])

@@ -10,7 +10,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import kernel
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import refresh
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import role_vars
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.host import Host, HostError
 
@@ -30,7 +33,9 @@ def _check(params):
     boot = params["boot_unit"]
     if boot:
         wanted = ("nft",) if boot["backend"] == "nftables" else ("ipv4", "ipv6")
-        if sorted(boot["files"] or {}) != sorted(wanted):
+        given = sorted(set(boot["files"] or {}) - {"ipset"} if boot["backend"] == "iptables"
+                       else boot["files"] or {})
+        if given != sorted(wanted):
             return ("boot_unit.files: the %s backend needs %s (got %r); pass the persist_files "
                     "that nat_rules returned" % (boot["backend"], " and ".join(wanted),
                                                   boot["files"]))
@@ -62,10 +67,17 @@ def _run(module, host, p):
     stale = kernel.SYSCTL_FILE[not p["persist"]]
     boot = p["boot_unit"] if p["persist"] else None
     if boot:
-        bins = host.tool_paths(kernel.unit_tools(boot["backend"]))
+        bins = host.tool_paths(kernel.unit_tools(boot["backend"], boot["files"]))
         files[kernel.UNIT_PATH] = (kernel.unit_text(
             boot["backend"], boot["files"], bins, p["ipv6_forwarding"],
             kernel.SYSCTL_FILE[True]), 0o644)
+        # Hairpin's address sets follow address changes between runs: the refresh script,
+        # run by the link managers' hooks and once the network is up at boot.
+        files[refresh.SCRIPT_PATH] = (refresh.SCRIPT, 0o755)
+        files[refresh.UNIT_PATH] = (refresh.UNIT, 0o644)
+        for path, content in refresh.HOOKS.items():
+            if host.is_dir(os.path.dirname(path)):
+                files[path] = (content, 0o755)
     for path, (content, mode) in sorted(files.items()):
         before = host.read_file(path)
         if before != content:
@@ -81,9 +93,9 @@ def _run(module, host, p):
         if not module.check_mode:
             host.remove_file(stale)
     if boot:
-        result["unit"] = _enable_unit(module, host, kernel.UNIT_PATH in result["files"])
-        if result["unit"]["changed"]:
-            result["changes"].append("~ enable " + kernel.UNIT_NAME)
+        reload = bool({kernel.UNIT_PATH, refresh.UNIT_PATH} & set(result["files"]))
+        result["unit"] = _enable_units(module, host, reload)
+        result["changes"].extend("~ enable " + name for name in result["unit"]["enabled_now"])
 
     # Live values, forwarding last: the rules are in place by now.
     if host.read_sysctl(kernel.CONNTRACK_MAX)[0] is None:
@@ -116,14 +128,19 @@ def _run(module, host, p):
     return result
 
 
-def _enable_unit(module, host, written):
-    """daemon-reload when the unit file changed, then enable it; {"changed": bool, ...}."""
-    rc, state = host.systemctl("is-enabled", kernel.UNIT_NAME)
-    enabled = rc == 0 and state.splitlines()[-1:] == ["enabled"]
-    out = {"path": kernel.UNIT_PATH, "enabled": True, "changed": bool(written or not enabled)}
-    if module.check_mode or not out["changed"]:
+def _enable_units(module, host, reload):
+    """daemon-reload when a unit file changed, then enable the units that are not."""
+    names = (kernel.UNIT_NAME, refresh.UNIT_NAME)
+    off = []
+    for name in names:
+        rc, state = host.systemctl("is-enabled", name)
+        if rc != 0 or state.splitlines()[-1:] != ["enabled"]:
+            off.append(name)
+    out = {"path": kernel.UNIT_PATH, "enabled": True, "enabled_now": off,
+           "changed": bool(reload or off)}
+    if module.check_mode:
         return out
-    for args in ((["daemon-reload"] if written else []), ["enable", kernel.UNIT_NAME]):
+    for args in (["daemon-reload"] if reload else [], ["enable"] + off if off else []):
         if not args:
             continue
         rc, output = host.systemctl(*args)

@@ -7,18 +7,22 @@
 
 Everything lives in ``table inet ipmasq``. Single-port forwards go into the maps
 ``fwd4``/``fwd6`` (one hash lookup per packet however many there are); forwards with a
-port range or an allowed source stay ordinary rules in ``prerouting``.
+port range or an allowed source stay ordinary rules in ``prerouting``. A hairpin rule
+matches the addresses of its forward's interface in the set ``hp4_<interface>`` or
+``hp6_<interface>`` (see ``rules.address_sets``).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import json
 import re
 import shlex
 from collections import namedtuple
 
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import rules as r
 
 TABLE = "inet ipmasq"
@@ -38,10 +42,30 @@ MAP_RULES = dict((name, r.Rule("prerouting", verdict="map", helper=name)) for na
 
 # present: our table exists; objects: {(kind, name)}; chains: {chain: [Rule]} as in the
 # kernel (map lookups as MAP_RULES); elements: {map: {(iif, proto, port): (addr, to_port,
-# comment)}}, the lookup entries of rules.to_rules (to_port None: the same port)
-State = namedtuple("State", "present objects chains elements")
+# comment)}}, the lookup entries of rules.to_rules (to_port None: the same port); sets:
+# {set: frozenset of addresses}, the hairpin address sets
+State = namedtuple("State", "present objects chains elements sets")
 # map <-> address family of its lookup entries
 _MAP_FAMILY = {"fwd4": 4, "fwd6": 6}
+# hairpin address sets: "hp4_eth0" holds the IPv4 addresses of eth0
+SET_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
+_SET_NAME = re.compile(r"^hp([46])_(.+)\Z")
+
+
+def set_name(family, interface):
+    return "hp%d_%s" % (family, r.check_token("local_if", interface))
+
+
+def set_interface(name, family=None):
+    """The interface a set name carries (None when the name is not one of ours, or is of
+    another family than ``family``)."""
+    match = _SET_NAME.match(name)
+    if not match or (family is not None and int(match.group(1)) != family):
+        return None
+    try:
+        return r.check_token("local_if", match.group(2))
+    except r.RenderError:
+        return None
 
 
 # nft spells ICMPv6 the way /etc/protocols does.
@@ -55,20 +79,29 @@ class _Unknown(Exception):
 
 def empty_state():
     return State(False, frozenset(), dict((c, []) for c in r.CHAINS),
-                 dict((n, {}) for n in MAPS))
+                 dict((n, {}) for n in MAPS), {})
 
 
 # ---------------------------------------------------------------- layout
 
-def layout(chains, lookups):
+def layout(chains, lookups, addresses=None):
     """``rules.to_rules(ruleset, lookups=True)`` -> the State we want in the kernel: the
-    lookup entries are the map elements, looked up after the other prerouting rules."""
+    lookup entries are the map elements, looked up after the other prerouting rules; the
+    hairpin sets hold the ``addresses`` ({interface: addresses}) of their interfaces."""
     out = dict((c, list(chains.get(c, ()))) for c in r.CHAINS)
     out["prerouting"].extend(MAP_RULES[n] for n in sorted(MAPS))
     elements = dict((n, lookups.get(family, {})) for n, family in _MAP_FAMILY.items())
+    sets = dict((set_name(family, interface), members) for (family, interface), members
+                in r.address_sets(chains, addresses).items())
     objects = set(("chain", c) for c in r.CHAINS) | set(("map", n) for n in MAPS)
     objects |= set(("ct helper", _helper_name(h)) for h in out["helpers"] if h.helper)
-    return State(True, frozenset(objects), out, elements)
+    objects |= set(("set", n) for n in sets)
+    return State(True, frozenset(objects), out, elements, sets)
+
+
+def address_sets(state):
+    """{set name: frozenset of addresses}: the hairpin address sets of a State."""
+    return dict(state.sets)
 
 
 def to_rules(state):
@@ -128,6 +161,8 @@ def rule_text(rule):
         out.append(_addr(fam, "saddr", rule.saddr))
     if rule.daddr:
         out.append(_addr(fam, "daddr", rule.daddr))
+    if rule.local_if:
+        out.append("%s daddr @%s" % (fam, set_name(4 if fam == "ip" else 6, rule.local_if)))
     if rule.oif:
         out.append("oifname %s" % _q(rule.oif))
     if rule.local_dst:
@@ -167,11 +202,21 @@ def _element(port, addr, to_port, comment):
     return (addr, None if to_port == port else to_port, comment)
 
 
+def _set_decl(name):
+    return "type %s;" % SET_TYPES[int(_SET_NAME.match(name).group(1))]
+
+
+def _set_members(addresses):
+    return ", ".join(r.check_address(a) for a in sorted(addresses))
+
+
 def _object_decl(kind, name, state):
     if kind == "chain":
         return "add chain %s %s { %s }" % (TABLE, name, CHAIN_TYPES[name])
     if kind == "map":
         return "add map %s %s { %s }" % (TABLE, name, MAPS[name][1])
+    if kind == "set":
+        return "add set %s %s { %s }" % (TABLE, name, _set_decl(name))
     return "add " + _helper_decl(name, TABLE)
 
 
@@ -191,6 +236,12 @@ def render_full(state):
         if elems:
             lines.append("\t\telements = { %s }" % ",\n\t\t\t".join(
                 _element_text(k, v) for k, v in elems))
+        lines.append("\t}")
+    for name in sorted(state.sets):
+        lines.append("\tset %s {" % name)
+        lines.append("\t\t%s" % _set_decl(name))
+        if state.sets[name]:
+            lines.append("\t\telements = { %s }" % _set_members(state.sets[name]))
         lines.append("\t}")
     for chain in r.CHAINS:
         lines.append("\tchain %s {" % chain)
@@ -219,7 +270,7 @@ def render_changes(have, want):
     if not have.present:
         cmds.append("add table %s" % TABLE)
     cmds.extend(_object_decl(k, n, want) for k, n in sorted(want.objects - have.objects)
-                if k != "ct helper")
+                if k in ("chain", "map", "set"))
     cmds.extend(_object_decl(k, n, want) for k, n in sorted(want.objects - have.objects)
                 if k == "ct helper")
     for name in sorted(MAPS):
@@ -234,15 +285,32 @@ def render_changes(have, want):
         if added:
             cmds.append("add element %s %s { %s }" % (TABLE, name, ", ".join(
                 _element_text(k, new[k]) for k in added)))
+    for name in sorted(want.sets):
+        old, new = have.sets.get(name, frozenset()), want.sets[name]
+        if old - new:
+            cmds.append("delete element %s %s { %s }" % (TABLE, name, _set_members(old - new)))
+        if new - old:
+            cmds.append("add element %s %s { %s }" % (TABLE, name, _set_members(new - old)))
     for chain in r.CHAINS:
         if have.chains.get(chain, []) != want.chains[chain] or ("chain", chain) not in have.objects:
             if ("chain", chain) in have.objects:
                 cmds.append("flush chain %s %s" % (TABLE, chain))
             cmds.extend("add rule %s %s %s" % (TABLE, chain, rule_text(x))
                         for x in want.chains[chain])
-    cmds.extend("delete ct helper %s %s" % (TABLE, n) for k, n in sorted(have.objects - want.objects)
-                if k == "ct helper")
+    # after the rules that used them are gone
+    cmds.extend("delete %s %s %s" % (k, TABLE, _object_name(n))
+                for k, n in sorted(have.objects - want.objects) if k in ("ct helper", "set"))
     return cmds
+
+
+_OBJECT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,255}\Z")
+
+
+def _object_name(name):
+    """A name read from the host, as it may appear in a command."""
+    if not isinstance(name, str) or not _OBJECT_NAME.match(name):
+        raise r.RenderError("refusing to render object name %s" % model.echo(name))
+    return name
 
 
 # ---------------------------------------------------------------- parse: nft -j
@@ -271,7 +339,7 @@ def _json_rule(chain, expr, comment):
             elif "meta" in left and left["meta"]["key"] == "l4proto" and not neg:
                 f["proto"] = _L4PROTO_IN.get(right, right)
             elif "payload" in left and left["payload"]["field"] in ("saddr", "daddr") and not neg:
-                f[left["payload"]["field"]] = right
+                _address_match(f, left["payload"]["protocol"], left["payload"]["field"], right)
             elif "payload" in left and left["payload"]["field"] == "dport" and not neg:
                 if left["payload"]["protocol"] in ("tcp", "udp"):
                     f["proto"] = left["payload"]["protocol"]
@@ -298,9 +366,44 @@ def _json_rule(chain, expr, comment):
             f["verdict"], f["helper"] = "helper", _helper_of(body)
         elif key != "counter":
             raise _Unknown(stmt)
+    return _finish(f, expr)
+
+
+def _address_match(f, protocol, field, value):
+    """``ip daddr 10.0.0.0/8`` or, for a hairpin rule, ``ip daddr @hp4_eth0`` into ``f``."""
+    if isinstance(value, str) and value.startswith("@"):
+        family = {"ip": 4, "ip6": 6}.get(protocol)
+        interface = set_interface(value[1:], family)
+        if field != "daddr" or interface is None:
+            raise _Unknown(value)
+        f["local_if"], f["_set_family"] = interface, family
+    else:
+        f[field] = value
+
+
+def _finish(f, source):
+    """The Rule that the fields read from ``source`` make; raises _Unknown."""
+    set_family = f.pop("_set_family", None)
     if "verdict" not in f:
-        raise _Unknown(expr)
-    return r.normalize(r.Rule(**f))
+        raise _Unknown(source)
+    rule = r.normalize(r.Rule(**f))
+    if set_family is not None and r.rule_family(rule) != set_family:
+        raise _Unknown(source)  # rendered again, it would name the other family's set
+    return rule
+
+
+def _set_elements(values):
+    """Set elements as nft prints them (JSON values or words) -> frozenset of addresses."""
+    out = set()
+    for value in values or ():
+        if isinstance(value, dict) and "elem" in value:
+            value = value["elem"].get("val")
+        value = _json_value(value)
+        try:
+            out.add(str(ipaddress.ip_address(value)))
+        except ValueError:
+            out.add(str(value))  # not ours to hold: render_changes refuses to write it back
+    return frozenset(out)
 
 
 def _json_elements(elems):
@@ -331,10 +434,12 @@ def parse_json(text):
             continue
         if kind == "table":
             state = state._replace(present=True)
-        elif kind in ("chain", "map", "ct helper"):
+        elif kind in ("chain", "map", "ct helper", "set"):
             objects.add((kind, body["name"]))
             if kind == "map" and body["name"] in MAPS:
                 state.elements[body["name"]] = _json_elements(body.get("elem"))
+            if kind == "set":
+                state.sets[body["name"]] = _set_elements(body.get("elem"))
         elif kind == "rule":
             try:
                 rule = _json_rule(body["chain"], body["expr"], body.get("comment"))
@@ -366,7 +471,9 @@ def _text_rule(chain, tokens):
                 f["iif_neg"] = True
         elif tok in ("ip", "ip6"):
             field, value = take(2)
-            f[field] = value
+            if field not in ("saddr", "daddr"):
+                raise _Unknown(tokens)
+            _address_match(f, tok, field, value)
         elif tok == "fib":
             if take(3) != ["daddr", "type", "local"]:
                 raise _Unknown(tokens)
@@ -419,9 +526,7 @@ def _text_rule(chain, tokens):
             f["comment"] = take()[0]
         else:
             raise _Unknown(tokens)
-    if "verdict" not in f:
-        raise _Unknown(tokens)
-    return r.normalize(r.Rule(**f))
+    return _finish(f, tokens)
 
 
 # A word: runs of non-space characters and "double-quoted strings" (which may hold spaces).
@@ -467,6 +572,14 @@ def _close_brace(text, quoted=False):
     return -1, quoted
 
 
+def _block_elements(state, block, text):
+    """The ``elements = { ... }`` text of map or set ``block`` into ``state``."""
+    if block in state.sets:
+        state.sets[block] = _set_elements(w.rstrip(",") for w in text.split())
+    else:
+        state.elements[block] = _text_elements(text)
+
+
 def parse_text(text):
     """``nft list table inet ipmasq`` output, or a script we rendered -> State."""
     state, objects = empty_state(), set()
@@ -480,7 +593,7 @@ def parse_text(text):
             end, quoted = _close_brace(line, quoted)
             pending.append(line if end < 0 else line[:end])
             if end >= 0:
-                state.elements[block] = _text_elements(" ".join(pending))
+                _block_elements(state, block, " ".join(pending))
                 pending = None
             continue
         if not line or line.startswith("#"):
@@ -496,9 +609,11 @@ def parse_text(text):
             in_table = False
         elif not in_table or line.startswith(("table ", "delete ")):
             continue
-        elif words[0] in ("chain", "map") and line.endswith("{"):
+        elif words[0] in ("chain", "map", "set") and line.endswith("{"):
             chain, block = (words[1], None) if words[0] == "chain" else (None, words[1])
             objects.add((words[0], words[1]))
+            if words[0] == "set":
+                state.sets[words[1]] = frozenset()
         elif line.startswith("ct helper "):
             objects.add(("ct helper", words[2]))
             chain = block = None
@@ -508,7 +623,7 @@ def parse_text(text):
             rest = line[line.index("{") + 1:]
             end, quoted = _close_brace(rest)
             if end >= 0:
-                state.elements[block] = _text_elements(rest[:end])
+                _block_elements(state, block, rest[:end])
             else:
                 pending = [rest]
         elif chain and not line.startswith("type "):

@@ -26,9 +26,10 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.host import (
 CODECS = {"nftables": nft, "iptables": iptables}
 
 
-def want_state(codec, ruleset):
-    """A ruleset -> the backend State that holds it (forwards in lookup tables if it has any)."""
-    return codec.layout(*rules.to_rules(ruleset, lookups=codec.LOOKUPS))
+def want_state(codec, ruleset, addresses=None):
+    """A ruleset -> the backend State that holds it (forwards in lookup tables if it has
+    any; hairpin sets filled with ``addresses``, {interface: addresses}, empty without)."""
+    return codec.layout(*rules.to_rules(ruleset, lookups=codec.LOOKUPS), addresses=addresses)
 
 
 def read_model(codec, state):
@@ -40,7 +41,9 @@ def ruleset_lines(codec, state):
     """One line per rule, for diff mode: ``chain: rule`` (a map element as its DNAT rule)."""
     chains, lookups = codec.to_rules(state)
     chains["prerouting"] = chains["prerouting"] + rules.lookup_rules(lookups)
-    return "".join("%s: %s\n" % (c, codec.rule_text(x)) for c in rules.CHAINS for x in chains[c])
+    return "".join("%s: %s\n" % (c, codec.rule_text(x)) for c in rules.CHAINS for x in chains[c]) \
+        + "".join("set %s: %s\n" % (name, " ".join(sorted(members)) or "(empty)")
+                  for name, members in sorted(codec.address_sets(state).items()))
 
 
 def change_lines(lines_before, lines_after, written):
@@ -76,11 +79,16 @@ def parse_running_config(text):
     return ruleset
 
 
-def plan_change(codec, state_name, have_state, config):
-    """Pure: (before ruleset, after ruleset, want State, commands)."""
+def _no_addresses(interfaces):
+    return {}
+
+
+def plan_change(codec, state_name, have_state, config, addresses_of=_no_addresses):
+    """(before ruleset, after ruleset, want State, commands); pure but for
+    ``addresses_of(interfaces)``, which gives {interface: addresses} for the hairpin sets."""
     before, _foreign = read_model(codec, have_state)
     after = diff.after_state(state_name, before, config)
-    want = want_state(codec, after)
+    want = want_state(codec, after, addresses_of(rules.hairpin_interfaces(after)))
     return before, after, want, codec.render_changes(have_state, want)
 
 
@@ -174,15 +182,18 @@ def _change(module, host, backend, codec, state, have_state, config):
             "a change made with rollback_timeout is waiting for confirmation (token %s; its "
             "rollback fires in %ds): confirm it with confirm_token, or let it roll back, "
             "before changing the rules again" % (waiting[0], max(0, waiting[1] - time.time())))}
-    before, after, want, commands = plan_change(codec, state, have_state, config)
-    files = host.persist_files(backend, want) if p["persist"] else {}
+    before, after, want, commands = plan_change(codec, state, have_state, config,
+                                                host.addresses)
+    host.require_tools(backend, want)
+    boot = host.persist_files(backend, want) if p["persist"] else {}
+    files = dict(boot.values())
     to_write = host.persist_changes(files)
     flush = diff.conntrack_filters(before, after) \
         if p["conntrack_flush"] == "affected" and commands else []
     result = {
         "changed": bool(commands or to_write), "backend": backend, "commands": commands,
         "summary": diff.summary(before, after), "persisted": to_write,
-        "persist_files": host.persist_paths(backend) if p["persist"] else {},
+        "persist_files": dict((key, path) for key, (path, _text) in boot.items()),
         "conntrack_deleted": [" ".join(f) for f in flush],
     }
     # The whole rulesets only when they tell something (a change, or diff mode asked for

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import json
 import re
 import unicodedata
 from collections import namedtuple
@@ -23,12 +24,17 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model a
 
 CHAINS = ("prerouting", "postrouting", "forward", "helpers")
 
+# local_if: the destination is one of the addresses interface ``local_if`` holds (a hairpin
+# DNAT); the backends keep those addresses in a set per interface and family, which the
+# module fills at every run and ``ipmasq-refresh`` refills between runs (see
+# ``address_sets``). local_dst ("any local address") is what hairpin rules used before;
+# it is still read, so that an old rule is recognised and replaced.
 Rule = namedtuple(
     "Rule",
     "chain iif iif_neg oif saddr daddr proto dport ct_state ct_dnat local_dst "
-    "verdict to_addr to_port helper comment")
+    "verdict to_addr to_port helper comment local_if")
 Rule.__new__.__defaults__ = (None, False, None, None, None, None, None, None, False, False,
-                             None, None, None, None, None)
+                             None, None, None, None, None, None)
 
 # The one rule that lets port-forwarded (DNATed) traffic through the forward chain,
 # ahead of the user's forward list, so an inbound drop cannot block the forwards.
@@ -50,6 +56,8 @@ _NET = re.compile(r"^[0-9A-Fa-f.:]+/[0-9]{1,3}\Z")
 _PORTS = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?\Z")
 _TOKENS = {
     "iif": m.IFNAME_RE, "oif": m.IFNAME_RE,
+    # it names a set as well: the interface name rules, and their length, strictly
+    "local_if": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}\Z" % (m.IFNAME_MAX - 1)),
     "saddr": _NET, "daddr": _NET,
     "proto": re.compile(r"^(tcp|udp|icmp|icmpv6)\Z"),
     "dport": _PORTS, "to_port": _PORTS,
@@ -136,12 +144,87 @@ def _pf_rules(pf):
                 comment=pf.comment)
     if not pf.hairpin:
         return [dnat], []
-    loop_in = dnat._replace(iif_neg=True, local_dst=True, saddr=None)
-    loop_out = Rule("postrouting", iif=pf.in_interface, iif_neg=True,
+    # Hairpin: the same forward for clients behind other interfaces, but only towards the
+    # in_interface's own addresses (not the gateway's other addresses, where its own
+    # services listen) and only from the entry's source, like the forward itself.
+    loop_in = dnat._replace(iif_neg=True, local_if=pf.in_interface)
+    # The way back: the inside host must answer through the gateway, so the connections
+    # this forward translated for such clients leave with the gateway's address.
+    loop_out = Rule("postrouting", iif=pf.in_interface, iif_neg=True, saddr=pf.source,
                     daddr=_host_prefix(pf.to_address), proto=pf.protocol,
                     dport=pf.to_port or pf.port, ct_dnat=True, verdict="masquerade",
                     comment=pf.comment)
     return [dnat, loop_in], [loop_out]
+
+
+def is_hairpin_dnat(rule):
+    """Whether ``rule`` is the hairpin DNAT of a port forward: the current form (towards
+    the in_interface's addresses) or the form before (towards any local address)."""
+    return rule.verdict == "dnat" and rule.iif_neg and (
+        rule.local_dst or (rule.local_if is not None and rule.local_if == rule.iif))
+
+
+def hairpin_interfaces(ruleset):
+    """The interfaces whose addresses the hairpin rules of ``ruleset`` need, sorted."""
+    return sorted(set(pf.in_interface for pf in ruleset.get("port_forwards", ())
+                      if pf.hairpin))
+
+
+def address_sets(chains, addresses=None):
+    """{(family, interface): frozenset of addresses} for every (family, interface) that a
+    rule of ``chains`` matches with ``local_if``. ``addresses`` ({interface: addresses}, as
+    ``global_addresses`` reads them) fills them; an interface it lacks (absent, down, a PPP
+    link not up yet) gets an empty set, which matches nothing until it is refilled."""
+    out = {}
+    for rule in (x for rules in chains.values() for x in rules):
+        if rule.local_if is not None:
+            family = rule_family(rule)
+            out[(family, rule.local_if)] = frozenset(
+                a for a in (addresses or {}).get(rule.local_if, ())
+                if m.family_of(a) == family)
+    return out
+
+
+def check_address(value):
+    """``value`` if it is a plain unicast address, safe in a set of rule text; raises
+    RenderError. Set elements come from the host (``ip``), not from the validated model."""
+    ok = isinstance(value, str) and bool(_ADDRESS.match(value))
+    if ok:
+        try:
+            ok = str(ipaddress.ip_address(value)) == value
+        except ValueError:
+            ok = False
+    if not ok:
+        raise RenderError("refusing to render address %s" % m.echo(value))
+    return value
+
+
+_ADDRESS = re.compile(r"^[0-9a-f.:]{2,39}\Z")
+
+
+def global_addresses(ip_json, interfaces):
+    """``ip -j addr show`` output -> {interface: tuple of addresses} for ``interfaces``: the
+    addresses of global scope, which is what the refresh script takes too (``ip addr show
+    scope global``). Link-local and host addresses never reach a forward from outside."""
+    try:
+        links = json.loads(ip_json or "[]")
+    except ValueError as exc:
+        raise ParseError("not ip -j addr output: %s" % str(exc)[:200])
+    wanted, out = set(interfaces), dict((name, ()) for name in interfaces)
+    for link in links if isinstance(links, list) else ():
+        name = link.get("ifname") if isinstance(link, dict) else None
+        if name not in wanted:
+            continue
+        found = set()
+        for info in link.get("addr_info") or ():
+            if info.get("scope") != "global" or info.get("family") not in ("inet", "inet6"):
+                continue
+            try:
+                found.add(str(ipaddress.ip_address(info.get("local"))))
+            except ValueError:
+                continue
+        out[name] = tuple(sorted(found, key=lambda a: (m.family_of(a), a)))
+    return out
 
 
 def lookup_entry(pf):
@@ -250,7 +333,7 @@ def from_rules(chains, lookups=None):
         else:
             foreign.append(rule)
     for rule in chains.get("prerouting", ()):
-        if rule.verdict == "dnat" and rule.iif_neg and rule.local_dst:
+        if is_hairpin_dnat(rule):
             hairpin_keys.add((rule.iif, rule.proto, rule.dport))
         elif rule.verdict == "dnat" and rule.iif and rule.proto in ("tcp", "udp") \
                 and rule.dport and rule.to_addr and _PF_ONLY(rule):

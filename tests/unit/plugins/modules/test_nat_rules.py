@@ -67,6 +67,19 @@ class FakeHost:
         self.files = {}
         self.calls = []
         self.fail_apply = 0
+        self.interfaces = {}  # {interface: [address]}, as ``ip -j addr show`` would tell
+        self.tools = {"ipset"}  # installed, of the tools looked up with required=False
+
+    def addresses(self, _host, interfaces):
+        if interfaces:
+            self.calls.append(("addresses", list(interfaces)))
+        return dict((name, tuple(self.interfaces.get(name, ()))) for name in interfaces)
+
+    def bin_path(self, _host, name, required=True):
+        if name in self.tools:
+            return "/usr/sbin/" + name
+        assert not required, "the module would fail here: %s is missing" % name
+        return None
 
     def read(self, _host, backend):
         self.calls.append(("read", backend))
@@ -93,12 +106,12 @@ class FakeHost:
 
     def changing_calls(self):
         """Calls that would change the machine (the module also calls them with nothing)."""
-        return [c for c in self.calls if c[0] != "read" and c[-1]]
+        return [c for c in self.calls if c[0] not in ("read", "addresses") and c[-1]]
 
 
 def _delegate(fake, name):
-    def method(self, *args):
-        return getattr(fake, name)(self, *args)
+    def method(self, *args, **kwargs):
+        return getattr(fake, name)(self, *args, **kwargs)
     return method
 
 
@@ -106,8 +119,10 @@ def _delegate(fake, name):
 def machine(monkeypatch):
     fake = FakeHost()
     # Host methods receive the Host first; FakeHost's take it as their first argument.
-    for name in ("read", "apply", "persist_changes", "write_files", "conntrack_delete"):
+    for name in ("read", "apply", "persist_changes", "write_files", "conntrack_delete",
+                 "addresses"):
         monkeypatch.setattr(host.Host, name, _delegate(fake, name))
+    monkeypatch.setattr(host.Host, "_bin", _delegate(fake, "bin_path"))
     monkeypatch.setattr(host.Host, "lock", lambda self, timeout=60: contextlib.nullcontext())
     monkeypatch.setattr(host.Host, "rollbacks", lambda self: [])
     monkeypatch.setattr(host.Host, "forget_failed_rollbacks", lambda self: None)
@@ -267,6 +282,61 @@ def test_every_state_then_an_idempotent_second_run(machine, backend, state, conf
     second = run(backend=backend, state=state, config=copy.deepcopy(config))
     assert second["changed"] is False and second["commands"] == []
     assert machine.changing_calls() == []
+
+
+HAIRPIN = {"port_forwards": [
+    {"in_interface": "ppp0", "port": 8080, "to_address": "192.168.10.5", "to_port": 80,
+     "hairpin": True},
+    {"in_interface": "ppp0", "port": 2222, "to_address": "192.168.10.7", "to_port": 22,
+     "source": "198.51.100.0/24", "hairpin": True}]}
+
+
+@pytest.mark.parametrize("backend", sorted(CODECS))
+def test_hairpin_sets_follow_the_interface_address_at_every_run(machine, backend):
+    codec = CODECS[backend]
+    machine.interfaces = {"ppp0": ["203.0.113.7"], "eth1": ["192.168.10.1"]}
+    first = run(backend=backend, config=HAIRPIN)
+    assert first["changed"] is True
+    assert ("addresses", ["ppp0"]) in machine.calls  # only the interfaces hairpin needs
+    assert codec.address_sets(machine.states[backend]) == {
+        ("hp4_ppp0" if codec is nft else "ipmasq-hp4-ppp0"): frozenset(["203.0.113.7"])}
+    assert run(backend=backend, config=HAIRPIN)["changed"] is False
+    # PPP came back with another address: check mode shows the element change, and only it
+    machine.interfaces["ppp0"] = ["203.0.113.99"]
+    checked = run(backend=backend, config=HAIRPIN, check_mode=True, diff=True)
+    assert checked["changed"] is True
+    assert checked["summary"]["port_forwards"] == {"added": 0, "removed": 0, "unchanged": 2}
+    if codec is nft:
+        assert checked["commands"] == [
+            "delete element inet ipmasq hp4_ppp0 { 203.0.113.7 }",
+            "add element inet ipmasq hp4_ppp0 { 203.0.113.99 }"]
+    else:
+        assert checked["commands"] == [
+            "# ipset restore", "del ipmasq-hp4-ppp0 203.0.113.7",
+            "add ipmasq-hp4-ppp0 203.0.113.99"]
+    name = "hp4_ppp0" if codec is nft else "ipmasq-hp4-ppp0"
+    assert "set %s: 203.0.113.7\n" % name in checked["diff"]["before"]
+    assert "set %s: 203.0.113.99\n" % name in checked["diff"]["after"]
+    real = run(backend=backend, config=HAIRPIN, diff=True)
+    assert real == checked
+    assert run(backend=backend, config=HAIRPIN)["changed"] is False
+    # no hairpin, no address lookup
+    machine.calls.clear()
+    run(backend=backend, config=CONFIG, state="overridden")
+    assert not [c for c in machine.calls if c[0] == "addresses"]
+    assert codec.address_sets(machine.states[backend]) == {}
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_hairpin_on_iptables_without_ipset_fails_before_any_change(machine, check_mode):
+    machine.tools = set()
+    machine.interfaces = {"ppp0": ["203.0.113.7"]}
+    result = run(backend="iptables", config=HAIRPIN, check_mode=check_mode)
+    assert result["failed"] is True and result["changed"] is False
+    assert "ipset" in result["msg"] and "nothing was changed" in result["msg"]
+    assert machine.changing_calls() == []
+    # without hairpin the iptables backend does not need it
+    assert "failed" not in run(backend="iptables", config=CONFIG)
 
 
 def test_gathered_reads_what_the_kernel_printed(machine):

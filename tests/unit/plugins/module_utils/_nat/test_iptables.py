@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables, plan, rules
 
 from nat_helpers import (
-    Refused, configs, fixture_config, fixture_text, iptables_apply, kinds_differ, reparse,
-    ruleset_of, state_of)
+    Refused, configs_and_addresses, fixture_addresses, fixture_config, fixture_text,
+    iptables_apply, kinds_differ, reparse, ruleset_of, state_of)
 
 CONFIG = {
     "masquerade": [{"source": "192.168.10.0/24", "out_interface": "ppp0", "comment": "office"},
@@ -30,18 +30,26 @@ CONFIG = {
 
 
 def _kernel(name):
-    """The State that Host.read builds from the captured iptables-save/ip6tables-save."""
+    """The State that Host.read builds from the captured iptables-save/ip6tables-save (and
+    ``ipset save`` of our sets, when there are some)."""
+    try:
+        sets = iptables.parse_ipset(fixture_text("%s.ipset-save" % name))
+    except FileNotFoundError:
+        sets = iptables.empty_state().sets
     return iptables.combine(
         iptables.parse_save(fixture_text("%s.iptables-save" % name), 4),
-        iptables.parse_save(fixture_text("%s.ip6tables-save" % name), 6))
+        iptables.parse_save(fixture_text("%s.ip6tables-save" % name), 6))._replace(sets=sets)
 
 
 # ---------------------------------------------------------------- render
 
 def test_render_full_creates_our_chains_and_one_jump_each_per_family():
-    text = iptables.render_full(state_of(iptables, CONFIG))
+    text = iptables.render_full(state_of(iptables, CONFIG, {"ppp0": ["203.0.113.7"]}))
     parts = iptables.split_script(text.splitlines())
-    assert sorted(parts) == [4, 6]
+    assert sorted(parts, key=str) == [4, 6, "ipset"]
+    assert parts["ipset"].splitlines() == [
+        "# ipset restore", "create ipmasq-hp4-ppp0 hash:ip family inet",
+        "add ipmasq-hp4-ppp0 203.0.113.7"]
     v4, v6 = parts[4].splitlines(), parts[6].splitlines()
     assert v4[0] == "# iptables-restore --noflush" and v6[0] == "# ip6tables-restore --noflush"
     assert v4[1:] == [
@@ -51,8 +59,8 @@ def test_render_full_creates_our_chains_and_one_jump_each_per_family():
         "*nat", ":IPMASQ-PREROUTING - [0:0]",
         "-A IPMASQ-PREROUTING -i ppp0 -p tcp -m tcp --dport 8080 -j DNAT "
         "--to-destination 192.168.10.5:80",
-        "-A IPMASQ-PREROUTING ! -i ppp0 -p tcp -m tcp --dport 8080 -m addrtype --dst-type LOCAL "
-        "-j DNAT --to-destination 192.168.10.5:80",
+        "-A IPMASQ-PREROUTING ! -i ppp0 -p tcp -m set --match-set ipmasq-hp4-ppp0 dst "
+        "-m tcp --dport 8080 -j DNAT --to-destination 192.168.10.5:80",
         "-I PREROUTING 1 -j IPMASQ-PREROUTING",
         ":IPMASQ-POSTROUTING - [0:0]",
         "-A IPMASQ-POSTROUTING -s 192.168.10.0/24 -o ppp0 -m comment --comment office "
@@ -102,11 +110,13 @@ def test_comment_with_an_apostrophe_round_trips():
 # ---------------------------------------------------------------- round trip
 
 @settings(max_examples=150, deadline=None)
-@given(configs())
-def test_round_trip_through_iptables_restore_text(config):
+@given(configs_and_addresses())
+def test_round_trip_through_iptables_restore_text(config_and_addresses):
+    config, addresses = config_and_addresses
     ruleset = ruleset_of(config)
-    want = plan.want_state(iptables, ruleset)
+    want = plan.want_state(iptables, ruleset, addresses)
     back = reparse(iptables, want)
+    assert back.sets == want.sets
     got, foreign = plan.read_model(iptables, back)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
@@ -118,12 +128,13 @@ def test_round_trip_through_iptables_restore_text(config):
 @pytest.mark.parametrize("name", ["gateway", "icmpv6", "v6-prefix32"])
 def test_kernel_dump_reads_back_as_the_model_that_made_it(name):
     ruleset = ruleset_of(fixture_config(name))
-    want = plan.want_state(iptables, ruleset)
+    want = plan.want_state(iptables, ruleset, fixture_addresses(name))
     state = _kernel(name)
     got, foreign = plan.read_model(iptables, state)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
     assert state.jumps == want.jumps and state.present == want.present
+    assert state.sets == want.sets
     assert iptables.render_changes(state, want) == []
 
 
@@ -138,6 +149,9 @@ def test_foreign_chains_and_rules_in_builtin_chains_are_not_ours():
 def test_combined_dump_with_an_ip6tables_marker():
     text = "%s# ip6tables-save\n%s" % (fixture_text("gateway.iptables-save"),
                                        fixture_text("gateway.ip6tables-save"))
+    assert iptables.parse(text) == _kernel("gateway")._replace(sets=iptables.empty_state().sets)
+    # and with an ipset part, as render_full writes it
+    text += "# ipset save\n" + fixture_text("gateway.ipset-save")
     assert iptables.parse(text) == _kernel("gateway")
 
 
@@ -271,23 +285,120 @@ def test_ipv4_only_rules_leave_ip6tables_alone():
 def test_split_script_sends_each_part_to_its_tool():
     cmds = iptables.render_changes(iptables.empty_state(), state_of(iptables, CONFIG))
     parts = iptables.split_script(cmds)
+    assert parts["ipset"] == "# ipset restore\ncreate ipmasq-hp4-ppp0 hash:ip family inet\n"
     assert parts[4].startswith("# iptables-restore --noflush\n*raw\n")
     assert parts[6].startswith("# ip6tables-restore --noflush\n*raw\n")
     assert parts[4].count("COMMIT") == 3 and parts[6].count("COMMIT") == 3
-    assert "\n".join(cmds) + "\n" == parts[4] + parts[6]
+    assert "\n".join(cmds) + "\n" == parts["ipset"] + parts[4] + parts[6]
+    # the sets go after the rules that used them
+    cmds = iptables.render_changes(reparse(iptables, state_of(iptables, CONFIG)),
+                                   state_of(iptables, {}))
+    parts = iptables.split_script(cmds)
+    assert parts["ipset-after"] == "# ipset restore, after the rules\n" \
+        "destroy ipmasq-hp4-ppp0\n"
+    assert cmds[-2:] == ["# ipset restore, after the rules", "destroy ipmasq-hp4-ppp0"]
 
 
 @settings(max_examples=100, deadline=None)
-@given(configs(), configs())
-def test_render_changes_takes_any_ruleset_to_any_other(have_config, want_config):
-    have = reparse(iptables, state_of(iptables, have_config))
-    want = state_of(iptables, want_config)
+@given(configs_and_addresses(), configs_and_addresses())
+def test_render_changes_takes_any_ruleset_to_any_other(have, want):
+    (have_config, have_addresses), (want_config, want_addresses) = have, want
+    have = reparse(iptables, state_of(iptables, have_config, have_addresses))
+    want = state_of(iptables, want_config, want_addresses)
     cmds = iptables.render_changes(have, want)
     try:
         after = iptables_apply(have, cmds)
     except Refused as exc:
         raise AssertionError("iptables-restore would refuse %s in %r" % (exc, cmds))
     assert plan.read_model(iptables, after) == (ruleset_of(want_config), [])
+    assert after.sets == want.sets
     assert iptables.render_changes(after, want) == []
-    if have_config == want_config:
+    if (have_config, have_addresses) == (want_config, want_addresses):
         assert cmds == []
+
+
+# ---------------------------------------------------------------- hairpin address sets
+
+HAIRPIN = {"port_forwards": [
+    {"in_interface": "wan0", "port": 8080, "to_address": "192.168.77.20", "to_port": 80,
+     "source": "198.51.100.0/24", "hairpin": True, "comment": "web"},
+    {"in_interface": "wan0", "port": 443, "to_address": "fd00:77::20", "hairpin": True}]}
+WAN0 = {"wan0": ["198.51.100.1", "2001:db8:100::1", "198.51.100.2"]}
+
+
+def test_hairpin_matches_the_ipset_of_its_interface_and_keeps_the_source():
+    state = state_of(iptables, HAIRPIN, WAN0)
+    assert state.sets == {4: {"ipmasq-hp4-wan0": frozenset(["198.51.100.1", "198.51.100.2"])},
+                          6: {"ipmasq-hp6-wan0": frozenset(["2001:db8:100::1"])}}
+    cmds = iptables.render_changes(iptables.empty_state(), state)
+    assert cmds[:6] == [
+        "# ipset restore",
+        "create ipmasq-hp4-wan0 hash:ip family inet",
+        "add ipmasq-hp4-wan0 198.51.100.1", "add ipmasq-hp4-wan0 198.51.100.2",
+        "create ipmasq-hp6-wan0 hash:ip family inet6", "add ipmasq-hp6-wan0 2001:db8:100::1"]
+    assert "-A IPMASQ-PREROUTING -s 198.51.100.0/24 ! -i wan0 -p tcp -m set --match-set " \
+        "ipmasq-hp4-wan0 dst -m tcp --dport 8080 -m comment --comment web " \
+        "-j DNAT --to-destination 192.168.77.20:80" in cmds
+    assert "-A IPMASQ-PREROUTING ! -i wan0 -p tcp -m set --match-set ipmasq-hp6-wan0 dst " \
+        "-m tcp --dport 443 -j DNAT --to-destination fd00:77::20" in cmds
+    assert "-A IPMASQ-POSTROUTING -s 198.51.100.0/24 -d 192.168.77.20/32 ! -i wan0 -p tcp " \
+        "-m tcp --dport 80 -m conntrack --ctstate DNAT -m comment --comment web " \
+        "-j MASQUERADE" in cmds
+    assert not any("addrtype" in c for c in cmds)
+    assert iptables_apply(iptables.empty_state(), cmds) == reparse(iptables, state)
+
+
+def test_an_address_change_is_ipset_changes_only():
+    have = reparse(iptables, state_of(iptables, HAIRPIN, WAN0))
+    want = state_of(iptables, HAIRPIN, {"wan0": ["198.51.100.3", "2001:db8:100::1"]})
+    cmds = iptables.render_changes(have, want)
+    assert cmds == ["# ipset restore", "del ipmasq-hp4-wan0 198.51.100.1",
+                    "del ipmasq-hp4-wan0 198.51.100.2", "add ipmasq-hp4-wan0 198.51.100.3"]
+    assert iptables.render_changes(iptables_apply(have, cmds), want) == []
+
+
+def test_the_hairpin_rule_of_before_is_replaced():
+    """A host upgraded from the version that matched any local address."""
+    want = state_of(iptables, HAIRPIN, WAN0)
+    text = iptables.render_full(want)
+    old = text.replace("-m set --match-set ipmasq-hp4-wan0 dst -m tcp --dport 8080",
+                       "-m tcp --dport 8080 -m addrtype --dst-type LOCAL").replace(
+        "-m set --match-set ipmasq-hp6-wan0 dst -m tcp --dport 443",
+        "-m tcp --dport 443 -m addrtype --dst-type LOCAL").replace(
+        "-s 198.51.100.0/24 ! -i wan0 -p tcp -m tcp --dport 8080 -m addrtype",
+        "! -i wan0 -p tcp -m tcp --dport 8080 -m addrtype")
+    old = old[old.index("# iptables-restore"):]  # no sets either
+    assert old.count("addrtype") == 2
+    have = iptables.parse(old)
+    assert plan.read_model(iptables, have) == (ruleset_of(HAIRPIN), [])  # still hairpin
+    cmds = iptables.render_changes(have, want)
+    assert not any("addrtype" in c for c in cmds)
+    assert iptables.render_changes(iptables_apply(have, cmds), want) == []
+
+
+@pytest.mark.parametrize("args", [
+    "! -i wan0 -p tcp -m set --match-set ipmasq-hp6-wan0 dst -m tcp --dport 1 -j DNAT "
+    "--to-destination 10.0.0.1",  # the other family's set
+    "! -i wan0 -p tcp -m set --match-set blocklist dst -m tcp --dport 1 -j DNAT "
+    "--to-destination 10.0.0.1",  # not a hairpin set
+    "! -i wan0 -p tcp -m set --match-set ipmasq-hp4-wan0 src -m tcp --dport 1 -j DNAT "
+    "--to-destination 10.0.0.1",  # source addresses
+    "! -i wan0 -p tcp -m set ! --match-set ipmasq-hp4-wan0 dst -j DNAT --to-destination 10.0.0.1",
+])
+def test_set_matches_we_do_not_write_are_unknown(args):
+    with pytest.raises(iptables._Unknown):
+        iptables.parse_rule("prerouting", shlex.split(args))
+
+
+def test_ipset_save_is_read_for_our_sets_only():
+    text = ("create blocklist hash:net family inet hashsize 1024 maxelem 65536\n"
+            "add blocklist 203.0.113.0/24\n"
+            "create ipmasq-hp4-wan0 hash:ip family inet hashsize 1024 maxelem 65536 "
+            "bucketsize 12 initval 0x1\n"
+            "add ipmasq-hp4-wan0 198.51.100.1\n"
+            "create ipmasq-hp6-wan0 hash:net family inet6 hashsize 1024\n"  # not what we make
+            "add ipmasq-hp6-wan0 2001:db8::/64\n"
+            "create ipmasq-hp6-ppp0 hash:ip family inet6 hashsize 1024\n")
+    assert iptables.parse_ipset(text) == {
+        4: {"ipmasq-hp4-wan0": frozenset(["198.51.100.1"])},
+        6: {"ipmasq-hp6-ppp0": frozenset()}}

@@ -2,7 +2,7 @@
 differs changes (live values and files, in check mode nothing)."""
 import pytest
 
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import kernel, kernel_plan
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import kernel, kernel_plan, refresh
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import role_vars
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.host import Host
 
@@ -96,6 +96,7 @@ def fixture_machine(monkeypatch):
     monkeypatch.setattr(Host, "write_file", staticmethod(
         lambda path, content, mode, dir_mode=0o755: machine.files.__setitem__(path, content)))
     monkeypatch.setattr(Host, "remove_file", staticmethod(machine.files.pop))
+    monkeypatch.setattr(Host, "is_dir", staticmethod(lambda path: path == "/etc/ppp/ip-up.d"))
     monkeypatch.setattr(Host, "read_sysctl", staticmethod(
         lambda key: (machine.sysctl.get(key), key not in machine.read_only)))
     monkeypatch.setattr(Host, "write_sysctl", staticmethod(write_sysctl))
@@ -112,8 +113,11 @@ def test_first_run_sets_everything_and_the_second_nothing(machine):
         "net.netfilter.nf_conntrack_max": {"before": "65536", "after": "262144"},
         "net.netfilter.nf_conntrack_udp_timeout": {"before": "30", "after": "45"},
         "net.ipv4.ip_forward": {"before": "0", "after": "1"}}
-    assert sorted(machine.files) == sorted([kernel.UNIT_PATH, kernel.SYSCTL_FILE[True]])
+    assert sorted(machine.files) == sorted([
+        kernel.UNIT_PATH, kernel.SYSCTL_FILE[True], refresh.SCRIPT_PATH, refresh.UNIT_PATH,
+        "/etc/ppp/ip-up.d/ipmasq"])  # the dhclient hook only where dhclient's hooks live
     assert ("daemon-reload",) in machine.systemctl_calls and machine.enabled
+    assert ("enable", kernel.UNIT_NAME, refresh.UNIT_NAME) in machine.systemctl_calls
     assert "~ net.ipv4.ip_forward: 0 -> 1" in first["changes"]
     again = kernel_plan.run(FakeModule(**params))
     assert again["changed"] is False and again["changes"] == [] and again["sysctl"] == {}

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model, nft, plan, rules
 
 from nat_helpers import (
-    Refused, configs, fixture_config, fixture_text, kinds_differ, nft_apply, reparse, ruleset_of,
-    safe_helper_entries, state_of)
+    Refused, configs_and_addresses, fixture_addresses, fixture_config, fixture_text,
+    kinds_differ, nft_apply, reparse, ruleset_of, safe_helper_entries, state_of)
 
 NFT_DUMPS = ("nft.json", "nft.txt", "ruleset.json", "ruleset.txt")
 
@@ -87,12 +87,14 @@ def test_ipv6_network_of_length_32_keeps_its_prefix():
 # ---------------------------------------------------------------- round trip
 
 @settings(max_examples=150, deadline=None)
-@given(configs(helpers=safe_helper_entries))
-def test_round_trip_through_the_text_nft_prints(config):
+@given(configs_and_addresses(helpers=safe_helper_entries))
+def test_round_trip_through_the_text_nft_prints(config_and_addresses):
+    config, addresses = config_and_addresses
     assume(not _has_v6_prefix32(config))
     ruleset = ruleset_of(config)
-    want = plan.want_state(nft, ruleset)
+    want = plan.want_state(nft, ruleset, addresses)
     back = reparse(nft, want)
+    assert back.sets == want.sets
     got, foreign = plan.read_model(nft, back)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
@@ -108,13 +110,16 @@ def test_round_trip_through_the_text_nft_prints(config):
 @pytest.mark.parametrize("dump", NFT_DUMPS)
 def test_kernel_dump_reads_back_as_the_model_that_made_it(dump):
     ruleset = ruleset_of(fixture_config("gateway"))
-    want = plan.want_state(nft, ruleset)
+    want = plan.want_state(nft, ruleset, fixture_addresses("gateway"))
     state = nft.parse(fixture_text("gateway.%s" % dump))
     got, foreign = plan.read_model(nft, state)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
     assert state.objects == want.objects
     assert state.elements == want.elements
+    assert state.sets == want.sets == {
+        "hp4_ppp0": frozenset(["203.0.113.7", "198.51.100.77"]),
+        "hp6_ppp0": frozenset(["2001:db8:7::1"])}
     assert nft.render_changes(state, want) == []
 
 
@@ -346,17 +351,108 @@ def test_render_changes_does_not_touch_other_tables_or_the_ruleset():
 
 
 @settings(max_examples=100, deadline=None)
-@given(configs(helpers=safe_helper_entries), configs(helpers=safe_helper_entries))
-def test_render_changes_takes_any_ruleset_to_any_other(have_config, want_config):
+@given(configs_and_addresses(helpers=safe_helper_entries),
+       configs_and_addresses(helpers=safe_helper_entries))
+def test_render_changes_takes_any_ruleset_to_any_other(have, want):
+    (have_config, have_addresses), (want_config, want_addresses) = have, want
     assume(not _has_v6_prefix32(have_config) and not _has_v6_prefix32(want_config))
-    have = reparse(nft, state_of(nft, have_config))
-    want = state_of(nft, want_config)
+    have = reparse(nft, state_of(nft, have_config, have_addresses))
+    want = state_of(nft, want_config, want_addresses)
     cmds = nft.render_changes(have, want)
     try:
         after = nft_apply(have, cmds)
     except Refused as exc:
         raise AssertionError("nft would refuse %s in %r" % (exc, cmds))
     assert plan.read_model(nft, after) == (ruleset_of(want_config), [])
+    assert after.sets == want.sets
     assert nft.render_changes(after, want) == []
-    if have_config == want_config:
+    if (have_config, have_addresses) == (want_config, want_addresses):
         assert cmds == []
+
+
+# ---------------------------------------------------------------- hairpin address sets
+
+HAIRPIN = {"port_forwards": [
+    {"in_interface": "wan0", "port": 8080, "to_address": "192.168.77.20", "to_port": 80,
+     "source": "198.51.100.0/24", "hairpin": True, "comment": "web"},
+    {"in_interface": "wan0", "port": 443, "to_address": "fd00:77::20", "hairpin": True}]}
+WAN0 = {"wan0": ["198.51.100.1", "2001:db8:100::1", "198.51.100.2"]}
+
+
+def test_hairpin_matches_the_set_of_its_interface_and_keeps_the_source():
+    state = state_of(nft, HAIRPIN, WAN0)
+    assert state.sets == {"hp4_wan0": frozenset(["198.51.100.1", "198.51.100.2"]),
+                          "hp6_wan0": frozenset(["2001:db8:100::1"])}
+    assert {("set", "hp4_wan0"), ("set", "hp6_wan0")} <= state.objects
+    text = nft.render_full(state)
+    lines = text.splitlines()
+    assert '		iifname != "wan0" ip saddr 198.51.100.0/24 ip daddr @hp4_wan0 tcp dport 8080 ' \
+        'dnat ip to 192.168.77.20:80 comment "web"' in lines
+    assert '		iifname != "wan0" ip6 daddr @hp6_wan0 tcp dport 443 dnat ip6 to fd00:77::20' \
+        in lines
+    assert "\tset hp4_wan0 {" in lines
+    assert "\t\telements = { 198.51.100.1, 198.51.100.2 }" in lines
+    assert "fib daddr" not in text
+    # the way back keeps the source limit too
+    assert '\t\tiifname != "wan0" ip saddr 198.51.100.0/24 ip daddr 192.168.77.20 tcp dport 80 ' \
+        'ct status dnat masquerade comment "web"' in lines
+
+
+def test_an_address_change_is_element_changes_only():
+    have = reparse(nft, state_of(nft, HAIRPIN, WAN0))
+    want = state_of(nft, HAIRPIN, {"wan0": ["198.51.100.3", "2001:db8:100::1"]})
+    cmds = nft.render_changes(have, want)
+    assert cmds == [
+        "delete element inet ipmasq hp4_wan0 { 198.51.100.1, 198.51.100.2 }",
+        "add element inet ipmasq hp4_wan0 { 198.51.100.3 }"]
+    assert nft.render_changes(nft_apply(have, cmds), want) == []
+    # the interface lost its addresses (a PPP link went down): the sets empty, rules stay
+    cmds = nft.render_changes(have, state_of(nft, HAIRPIN, {}))
+    assert cmds == [
+        "delete element inet ipmasq hp4_wan0 { 198.51.100.1, 198.51.100.2 }",
+        "delete element inet ipmasq hp6_wan0 { 2001:db8:100::1 }"]
+
+
+def test_a_set_no_rule_uses_is_deleted_after_its_rules():
+    have = reparse(nft, state_of(nft, HAIRPIN, WAN0))
+    config = {"port_forwards": [dict(HAIRPIN["port_forwards"][0]), HAIRPIN["port_forwards"][1]]}
+    config["port_forwards"][0].pop("hairpin")
+    want = state_of(nft, config, WAN0)
+    cmds = nft.render_changes(have, want)
+    assert cmds[0] == "flush chain inet ipmasq prerouting"
+    assert cmds[-1] == "delete set inet ipmasq hp4_wan0"
+    assert nft.render_changes(nft_apply(have, cmds), want) == []
+
+
+def test_the_hairpin_rule_of_before_is_replaced():
+    """A host upgraded from the version that matched any local address."""
+    want = state_of(nft, HAIRPIN, WAN0)
+    old = nft.render_full(want).replace(
+        "ip saddr 198.51.100.0/24 ip daddr @hp4_wan0", "fib daddr type local").replace(
+        "ip6 daddr @hp6_wan0", "fib daddr type local")
+    have = nft.parse(old)
+    assert plan.read_model(nft, have) == (ruleset_of(HAIRPIN), [])  # still hairpin
+    cmds = nft.render_changes(have, want)
+    assert cmds[0] == "flush chain inet ipmasq prerouting"
+    assert not any("fib" in c for c in cmds)
+    assert nft.render_changes(nft_apply(have, cmds), want) == []
+
+
+@pytest.mark.parametrize("text", [
+    '"wan0" ip daddr @hp6_wan0 tcp dport 1 dnat ip to 10.0.0.1',  # the other family's set
+    '"wan0" ip daddr @other tcp dport 1 dnat ip to 10.0.0.1',  # not a hairpin set
+    '"wan0" ip saddr @hp4_wan0 tcp dport 1 dnat ip to 10.0.0.1',  # a source set
+])
+def test_set_lookups_we_do_not_write_are_unknown_rules(text):
+    state = nft.parse("table inet ipmasq {\n\tchain prerouting {\n"
+                      "\t\tiifname != %s\n\t}\n}\n" % text)
+    [rule] = state.chains["prerouting"]
+    assert rule.verdict == "unknown"
+
+
+def test_set_elements_from_the_host_must_be_addresses():
+    want = state_of(nft, HAIRPIN, WAN0)
+    have = reparse(nft, want)
+    have.sets["hp4_wan0"] = frozenset(["198.51.100.1", "1.2.3.4 } ; flush ruleset"])
+    with pytest.raises(rules.RenderError):
+        nft.render_changes(have, want)

@@ -56,6 +56,9 @@ def _nft_frame_and_rules(state):
     allowed |= {"\tmap %s {" % m for m in nft.MAPS} | {"\t\t" + t for _f, t in nft.MAPS.values()}
     allowed |= {"\t" + nft._helper_decl(name) for kind, name in state.objects
                 if kind == "ct helper"}
+    for name, members in state.sets.items():
+        allowed |= {"\tset %s {" % name, "\t\t" + nft._set_decl(name),
+                    "\t\telements = { %s }" % nft._set_members(members)}
     elements = {nft._element_text(k, v) for m in state.elements.values() for k, v in m.items()}
     return allowed, elements
 
@@ -72,6 +75,11 @@ def _assert_nft_lines(state, text):
 
 def _assert_iptables_lines(state, text):
     allowed = {"# iptables-restore --noflush", "# ip6tables-restore --noflush", "COMMIT"}
+    allowed |= set(iptables.IPSET_PARTS.values())
+    for family, sets in state.sets.items():
+        for name, members in sets.items():
+            allowed.add("create %s hash:ip family %s" % (name, "inet6" if family == 6 else "inet"))
+            allowed |= {"add %s %s" % (name, address) for address in members}
     allowed |= {"*%s" % t for t in iptables.TABLES}
     for chain, (_table, name, builtin) in iptables.CHAINS.items():
         allowed.add(":%s - [0:0]" % name)
@@ -96,8 +104,10 @@ def test_hostile_text_in_any_field_never_adds_a_line(config):
     except model.ConfigError as exc:
         assert "\n" not in str(exc) and "\r" not in str(exc)
         return
+    interfaces = {pf.in_interface for pf in ruleset["port_forwards"] if pf.hairpin}
+    addresses = dict((name, ("198.51.100.1", "2001:db8::1")) for name in interfaces)
     for codec, check in ((nft, _assert_nft_lines), (iptables, _assert_iptables_lines)):
-        state = plan.want_state(codec, ruleset)
+        state = plan.want_state(codec, ruleset, addresses)
         check(state, codec.render_full(state))
         assert plan.read_model(codec, codec.parse(codec.render_full(state)))[0] == ruleset
 

@@ -41,7 +41,8 @@ def test_to_rules_lays_out_every_chain():
     assert chains["prerouting"] == [
         Rule("prerouting", iif="ppp0", proto="tcp", dport="8080", verdict="dnat",
              to_addr="192.168.10.5", to_port="80", comment="web"),
-        Rule("prerouting", iif="ppp0", iif_neg=True, local_dst=True, proto="tcp", dport="8080",
+        # hairpin: from elsewhere, to ppp0's own addresses only
+        Rule("prerouting", iif="ppp0", iif_neg=True, local_if="ppp0", proto="tcp", dport="8080",
              verdict="dnat", to_addr="192.168.10.5", to_port="80", comment="web"),
         Rule("prerouting", iif="ppp0", saddr="2001:db8::/48", proto="udp", dport="53",
              verdict="dnat", to_addr="fd00::53"),
@@ -81,7 +82,7 @@ def test_single_port_forwards_from_any_source_become_lookup_entries():
     # the hairpin forward's DNAT is an entry; its loop rules stay rules
     assert lookups == {4: {("ppp0", "tcp", "8080"): ("192.168.10.5", "80", "web")}, 6: {}}
     assert chains["prerouting"] == [
-        Rule("prerouting", iif="ppp0", iif_neg=True, local_dst=True, proto="tcp", dport="8080",
+        Rule("prerouting", iif="ppp0", iif_neg=True, local_if="ppp0", proto="tcp", dport="8080",
              verdict="dnat", to_addr="192.168.10.5", to_port="80", comment="web"),
         Rule("prerouting", iif="ppp0", saddr="2001:db8::/48", proto="udp", dport="53",
              verdict="dnat", to_addr="fd00::53"),
@@ -153,9 +154,99 @@ def test_hairpin_flag_comes_from_the_loop_rule():
         ruleset = rules.from_rules(chains, table)[0]
         assert [pf.hairpin for pf in ruleset["port_forwards"]] == [True, False]
         # without its prerouting loop rule the forward is read back without hairpin
-        chains["prerouting"] = [r for r in chains["prerouting"] if not r.local_dst]
+        chains["prerouting"] = [r for r in chains["prerouting"] if not r.local_if]
         ruleset = rules.from_rules(chains, table)[0]
         assert [pf.hairpin for pf in ruleset["port_forwards"]] == [False, False]
+
+
+def test_hairpin_keeps_the_source_limit_of_its_forward():
+    chains = rules.to_rules(ruleset_of({"port_forwards": [
+        {"in_interface": "wan0", "port": 8080, "to_address": "192.168.77.20", "to_port": 80,
+         "source": "198.51.100.0/24", "hairpin": True}]}), lookups=True)[0]
+    dnat, loop_in = chains["prerouting"]
+    assert loop_in == dnat._replace(iif_neg=True, local_if="wan0")
+    assert loop_in.saddr == "198.51.100.0/24" and not loop_in.local_dst
+    [loop_out] = chains["postrouting"]
+    assert loop_out == Rule("postrouting", iif="wan0", iif_neg=True, saddr="198.51.100.0/24",
+                            daddr="192.168.77.20/32", proto="tcp", dport="80", ct_dnat=True,
+                            verdict="masquerade")
+
+
+def test_the_hairpin_rule_of_before_is_still_read_as_hairpin():
+    """A host that still runs the old rule (any local address) reads as hairpin, so that
+    state merged keeps the flag while the next apply replaces the rule."""
+    config = {"port_forwards": [{"in_interface": "ppp0", "port": 80, "to_address": "10.0.0.5",
+                                 "hairpin": True}]}
+    chains, table = rules.to_rules(ruleset_of(config), lookups=True)
+    chains["prerouting"] = [r._replace(local_if=None, local_dst=True, saddr=None)
+                            for r in chains["prerouting"]]
+    assert rules.from_rules(chains, table) == (ruleset_of(config), [])
+    # a set of another interface is no hairpin of this forward
+    chains["prerouting"] = [r._replace(local_dst=False, local_if="eth1")
+                            for r in chains["prerouting"]]
+    ruleset, foreign = rules.from_rules(chains, table)
+    assert [pf.hairpin for pf in ruleset["port_forwards"]] == [False]
+    assert [r.local_if for r in foreign] == ["eth1"]
+
+
+def test_address_sets_name_each_family_and_interface_of_a_hairpin_rule():
+    chains = rules.to_rules(ruleset_of({"port_forwards": [
+        {"in_interface": "wan0", "port": 80, "to_address": "10.0.0.5", "hairpin": True},
+        {"in_interface": "wan0", "port": 81, "to_address": "10.0.0.5", "hairpin": True},
+        {"in_interface": "wan0", "port": 443, "to_address": "fd00::5", "hairpin": True},
+        {"in_interface": "wan1", "port": 80, "to_address": "10.0.0.6"}]}))[0]
+    addresses = {"wan0": ("198.51.100.1", "198.51.100.2", "2001:db8::1"), "wan1": ("192.0.2.1",)}
+    assert rules.address_sets(chains, addresses) == {
+        (4, "wan0"): frozenset(["198.51.100.1", "198.51.100.2"]),
+        (6, "wan0"): frozenset(["2001:db8::1"])}
+    # no addresses known (rendered, or the link is down): the sets exist and match nothing
+    assert rules.address_sets(chains) == {(4, "wan0"): frozenset(), (6, "wan0"): frozenset()}
+
+
+IP_ADDR_JSON = """[
+ {"ifindex": 1, "ifname": "lo", "addr_info": [
+   {"family": "inet", "local": "127.0.0.1", "prefixlen": 8, "scope": "host"}]},
+ {"ifindex": 2, "ifname": "wan0", "addr_info": [
+   {"family": "inet", "local": "198.51.100.1", "prefixlen": 24, "scope": "global"},
+   {"family": "inet", "local": "198.51.100.9", "prefixlen": 24, "scope": "global",
+    "secondary": true},
+   {"family": "inet6", "local": "2001:db8:100::1", "prefixlen": 64, "scope": "global"},
+   {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"}]},
+ {"ifindex": 3, "ifname": "ppp0", "addr_info": [
+   {"family": "inet", "local": "203.0.113.5", "address": "10.64.0.1", "prefixlen": 32,
+    "scope": "global"}]}
+]"""
+
+
+def test_global_addresses_are_the_interface_addresses_of_global_scope():
+    assert rules.global_addresses(IP_ADDR_JSON, ["wan0", "ppp0", "ppp1"]) == {
+        "wan0": ("198.51.100.1", "198.51.100.9", "2001:db8:100::1"),
+        "ppp0": ("203.0.113.5",),  # the local end, not the peer
+        "ppp1": ()}  # not there (yet)
+    with pytest.raises(rules.ParseError):
+        rules.global_addresses("not json", ["wan0"])
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1 ", "10.0.0.1;", "fe80::1%eth0", "::ffff:1.2.3.4x",
+                                   "010.0.0.1", "FD00::1", "", None, 4])
+def test_set_elements_must_be_plain_addresses(value):
+    with pytest.raises(rules.RenderError):
+        rules.check_address(value)
+
+
+@pytest.mark.parametrize("value", ["eth0", "br-lan", "eth0.10", "wg_0", "a" * 15])
+def test_local_if_tokens_are_interface_names(value):
+    assert rules.check_token("local_if", value) == value
+
+
+@pytest.mark.parametrize("value", ["a" * 16, "", ".", "-x", "eth0 ", "e\nx", "a}b", "a;b",
+                                   "ppp+", "a/b", "a:b", '"a"', None])
+def test_local_if_tokens_that_are_no_interface_names_are_refused(value):
+    if value is None:
+        assert rules.check_token("local_if", value) is None  # unset
+        return
+    with pytest.raises(rules.RenderError):
+        rules.check_token("local_if", value)
 
 
 @pytest.mark.parametrize("parsed, expected", [
