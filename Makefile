@@ -116,7 +116,7 @@ unit: venv collection-link
 	PYTHONPATH=$(BUILD)/collections pytest tests/unit
 
 integration: deps venv collection-link
-	pytest tests/integration
+	PYTHONPATH=$(BUILD)/collections pytest tests/integration
 
 molecule: venv collection-link image
 	@for scenario in $(SCENARIOS); do \
