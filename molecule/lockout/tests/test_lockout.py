@@ -39,20 +39,28 @@ def test_controller_reaches_the_gateway_over_ssh_again(settings, name):
 
 
 def test_live_ruleset_is_the_one_before_the_change(gateway, settings):
+    """Both halves of the change are gone: the new LAN's masquerade and the bad forward."""
     table = gateway.check_output("nft list table inet ipmasq")
     assert settings["lockout_blackhole"] not in table
+    assert settings["lockout_new_lan"] not in table
     assert "172.30.90.10 . 80" in table  # the forward from converge is still there
+    assert "172.30.90.0/24" in table  # and the LAN's masquerade
 
 
 def test_bad_change_was_never_persisted(gateway, settings):
     saved = gateway.file("/etc/ipmasq/ipmasq.nft")
     assert saved.exists
     assert settings["lockout_blackhole"] not in saved.content_string
+    assert settings["lockout_new_lan"] not in saved.content_string
     assert "172.30.90.10 . 80" in saved.content_string
 
 
-def test_no_rollback_timer_left_running(gateway):
-    # The timer runs as `/bin/sh -c <program> ipmasq-rollback <seconds>`.
-    processes = gateway.check_output("ps -eo pid=,args=").splitlines()
-    timers = [line for line in processes if "ipmasq-rollback" in line]
-    assert timers == []
+def test_the_rollback_ran_and_no_timer_is_left(gateway):
+    """The host recorded what its timer did (restored), and that timer has exited."""
+    outcomes = gateway.check_output(
+        "find /run/ipmasq -mindepth 3 -maxdepth 3 -name outcome -exec cat {} +").split()
+    assert outcomes == ["restored"], outcomes
+    pids = gateway.check_output("cat /run/ipmasq/net-*/*/pid").split()
+    assert pids, "no rollback timer was ever armed"
+    alive = [pid for pid in pids if gateway.run("kill -0 %s" % pid).rc == 0]
+    assert alive == []
