@@ -1,5 +1,5 @@
 """Fleet figures: ``ansible-playbook playbooks/site.yml --forks 20`` converging 1, 5 and 20
-gateway containers.
+gateway containers, and the floor: a play of one ping against the same gateways.
 
     python benchmarks/fleet.py                      # 1, 5 and 20 gateways, median of 3
     python benchmarks/fleet.py --counts 1,5 --repeats 1
@@ -47,6 +47,8 @@ WAN_NET = PREFIX + "-wan"
 WAN_SUBNET = "198.51.100.192/27"
 WAN_BRIDGE = "198.51.100.222"
 PLAYBOOK = REPO / "playbooks" / "site.yml"
+# The floor: the least a play against the same gateways costs (one ping module run each).
+FLOOR_PLAYBOOK = HERE / "fleet_floor.yml"
 PLAYBOOK_TIMEOUT = 1800
 BOOT_TIMEOUT = 180
 PODMAN_TIMEOUT = 120
@@ -310,8 +312,8 @@ def machine_busy_s():
     return (sum(fields[:8]) - fields[3] - fields[4]) / ticks
 
 
-def converge(ansible_playbook, env, count, tag, profile=False):
-    """Time site.yml against gateways 1..count; check the recap.
+def converge(ansible_playbook, env, count, tag, profile=False, playbook=PLAYBOOK):
+    """Time site.yml (or ``playbook``) against gateways 1..count; check the recap.
 
     Returns (seconds, cpu): cpu holds the CPU seconds of the controller (ansible-playbook
     and the podman clients it runs), of the containers (modules, podman exec inside them)
@@ -323,7 +325,7 @@ def converge(ansible_playbook, env, count, tag, profile=False):
     if profile:
         run_env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
         run_env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "100"
-    argv = [ansible_playbook, "-i", str(inv), str(PLAYBOOK), "--forks", str(FORKS)]
+    argv = [ansible_playbook, "-i", str(inv), str(playbook), "--forks", str(FORKS)]
     names = [gateway(i)["name"] for i in range(1, count + 1)]
     containers_before = container_cpu_s(names)
     machine_before = machine_busy_s()
@@ -348,7 +350,9 @@ def converge(ansible_playbook, env, count, tag, profile=False):
     log = WORK / ("converge_%d_%s.log" % (count, tag))
     log.write_text(proc.stdout + "\n--- stderr\n" + proc.stderr)
     recap = {m.group(1): [int(x) for x in m.groups()[1:]] for m in RECAP.finditer(proc.stdout)}
-    bad = [n for n in names if n not in recap or recap[n][2] or recap[n][3] or not recap[n][1]]
+    # a first converge changes every gateway; the floor (a ping) changes none
+    bad = [n for n in names if n not in recap or recap[n][2] or recap[n][3]
+           or bool(recap[n][1]) != (playbook == PLAYBOOK)]
     if proc.returncode != 0 or bad or len(recap) != count:
         raise FleetError("site.yml against %d gateways failed (rc=%d; hosts not converged: "
                          "%s; log %s):\n%s\n%s" % (count, proc.returncode, bad or "-", log,
@@ -371,6 +375,7 @@ def measure(ansible_playbook=None, env=None, counts=COUNTS, repeats=REPEATS, say
     os.environ.setdefault("CONTAINERS_CONF", env["CONTAINERS_CONF"])
     image = ensure_image(say)
     samples = {n: [] for n in counts}
+    floor = {n: [] for n in counts}
     boot = {n: [] for n in counts}
     cpu = {n: [] for n in counts}
     degraded = set()
@@ -388,12 +393,16 @@ def measure(ansible_playbook=None, env=None, counts=COUNTS, repeats=REPEATS, say
                 verify_fleet(count)
                 samples[count].append(seconds)
                 cpu[count].append(used)
-                say("  [round %d/%d] fleet %2d gateways: site.yml %.2f s; CPU: controller %.1f s,"
-                    " containers %s, machine %.1f s, load %.1f (start and boot %.1f s, not "
-                    "timed)" % (rep + 1, repeats, len(names), seconds, used["controller_s"],
-                                "?" if used["containers_s"] is None
-                                else "%.1f s" % used["containers_s"],
-                                used["machine_s"], used["loadavg_1min_end"], boot[count][-1]))
+                floor_s, _used = converge(ansible_playbook, env, count, "floor-r%d" % (rep + 1),
+                                          playbook=FLOOR_PLAYBOOK)
+                floor[count].append(floor_s)
+                in_containers = "?" if used["containers_s"] is None \
+                    else "%.1f s" % used["containers_s"]
+                say("  [round %d/%d] fleet %2d gateways: site.yml %.2f s, floor %.2f s; CPU: "
+                    "controller %.1f s, containers %s, machine %.1f s, load %.1f (start and boot "
+                    "%.1f s, not timed)" % (rep + 1, repeats, len(names), seconds, floor_s,
+                                            used["controller_s"], in_containers, used["machine_s"],
+                                            used["loadavg_1min_end"], boot[count][-1]))
         remove_containers()
     finally:
         cleanup()
@@ -403,7 +412,7 @@ def measure(ansible_playbook=None, env=None, counts=COUNTS, repeats=REPEATS, say
                "cpu_s": {str(n): [{k: round(x, 2) if x is not None else None
                                    for k, x in c.items()} for c in v]
                          for n, v in cpu.items()}}
-    return {"samples": samples, "details": details}
+    return {"samples": samples, "floor": floor, "details": details}
 
 
 def main():
@@ -426,14 +435,20 @@ def main():
         sys.exit("fleet: FAILED: %s" % exc)
     figures = {"fleet_%d_s" % n: round(statistics.median(v), 3)
                for n, v in out["samples"].items()}
+    figures.update(("fleet_floor_%d_s" % n, round(statistics.median(v), 3))
+                   for n, v in out["floor"].items())
     print(json.dumps({"figures": figures,
                       "samples": {"fleet_%d_s" % n: [round(x, 3) for x in v]
                                   for n, v in out["samples"].items()},
                       "details": out["details"]}, indent=1))
+    if "fleet_1_s" in figures:
+        ratio = figures["fleet_1_s"] / figures["fleet_floor_1_s"]
+        print("fleet_1_s / fleet_floor_1_s = %.2f (target <= 4): %s"
+              % (ratio, "PASS" if ratio <= 4 else "MISS"))
     if "fleet_1_s" in figures and "fleet_20_s" in figures:
         ratio = figures["fleet_20_s"] / figures["fleet_1_s"]
-        print("fleet_20_s / fleet_1_s = %.2f (target <= 2): %s"
-              % (ratio, "PASS" if ratio <= 2 else "MISS"))
+        print("fleet_20_s / fleet_1_s = %.2f (target <= 3): %s"
+              % (ratio, "PASS" if ratio <= 3 else "MISS"))
     print("fleet part took %.0f s" % (time.perf_counter() - started))
 
 

@@ -449,6 +449,9 @@ class Bench:
         for count, values in data["samples"].items():
             for value in values:
                 self.add("fleet_%d_s" % count, value)
+        for count, values in data["floor"].items():
+            for value in values:
+                self.add("fleet_floor_%d_s" % count, value)
         self.extra["fleet"] = data["details"]
         return None
 
@@ -576,7 +579,8 @@ def main():
     bench.finish()
     res = bench.results
     if fleet_note:
-        res.update(fleet_1_s=None, fleet_5_s=None, fleet_20_s=None, fleet_note=fleet_note)
+        res.update(fleet_1_s=None, fleet_5_s=None, fleet_20_s=None, fleet_floor_1_s=None,
+                   fleet_note=fleet_note)
     env["loadavg_end"] = os.getloadavg()
     env["duration_s"] = round(time.perf_counter() - started, 1)
     out = report.assemble(res, bench.samples, bench.extra, env, bench.cfg)

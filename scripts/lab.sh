@@ -132,6 +132,28 @@ check() {  # check LABEL TEXT WHAT STATUS DETAIL: prints "LABEL: TEXT — WHAT O
     fi
 }
 
+# The converge per gateway: changed tasks, and module runs on the gateway (a module's result
+# carries its invocation; debug, set_fact, assert and include_role run on the controller).
+converge_report() {
+    python3 - "$1" <<'PY'
+import json
+import sys
+
+report = json.load(open(sys.argv[1]))
+runs, changed = {}, {}
+for play in report["plays"]:
+    for task in play["tasks"]:
+        for host, result in task["hosts"].items():
+            if "invocation" in result and not result.get("skipped"):
+                runs.setdefault(host, []).append(task["task"]["name"].split(" : ")[-1])
+            changed[host] = changed.get(host, 0) + bool(result.get("changed"))
+for host, stats in sorted(report["stats"].items()):
+    print("converge: %s: %d changed, %d module runs on the gateway (%s)%s" % (
+        host, changed.get(host, 0), len(runs.get(host, [])), ", ".join(runs.get(host, [])),
+        "; FAILED" if stats["failures"] or stats["unreachable"] else ""))
+PY
+}
+
 prove() {
     local gw reply server seen lansrv proto to_port port ok
     start_echo lab-wansrv tcp "$echo_port" lab-echo-tcp
@@ -180,14 +202,11 @@ up() {
         ansible-playbook -i "$inventory" "$playbook_dir/prepare.yml" >"$work/prepare.log" \
             || { tail -n 30 "$work/prepare.log"; exit 1; }
     fi
-    log "converging the gateways with playbooks/site.yml (log: .build/lab/converge.log)"
-    ansible-playbook -i "$inventory" "$repo_root/playbooks/site.yml" >"$work/converge.log" \
-        || { tail -n 40 "$work/converge.log"; exit 1; }
-    echo "converge: play recap"
-    sed -n '/^PLAY RECAP/,$p' "$work/converge.log" | grep -E '^lab-' \
-        | awk '{ printf "  %-10s %s %s\n", $1, $3, $4 }'
-    sed -n '/^PLAY RECAP/,$p' "$work/converge.log" | grep -oE 'changed=[0-9]+' \
-        | awk -F= '{ total += $2 } END { printf "converge: %d changed in total\n", total }'
+    log "converging the gateways with playbooks/site.yml (log: .build/lab/converge.json)"
+    ANSIBLE_STDOUT_CALLBACK=ansible.posix.json \
+        ansible-playbook -i "$inventory" "$repo_root/playbooks/site.yml" >"$work/converge.json" \
+        || { tail -c 4000 "$work/converge.json"; exit 1; }
+    converge_report "$work/converge.json"
 
     prove
     log "done in $((SECONDS - started)) s; remove the lab with: make lab-down"

@@ -16,8 +16,8 @@ description:
     live and in a sysctl.d file, in one module run. Only what differs is changed.
   - With O(boot_unit), installs and enables C(ipmasq.service). At boot it switches
     forwarding off, loads the ruleset that M(ipmasq.gateway.nat_rules) persisted (only
-    complete files: each must end with the line C(# ipmasq: end of ruleset)), and only
-    then switches forwarding on. A ruleset that does not load leaves the host not
+    complete files, each ending with the marker line that the module writes last), and
+    only then switches forwarding on. A ruleset that does not load leaves the host not
     forwarding (fail closed).
   - Forwarding is therefore never written to the sysctl.d file. Run this module after
     M(ipmasq.gateway.nat_rules), so that forwarding goes on once the rules are in place.
@@ -51,7 +51,7 @@ options:
   conntrack_timeouts:
     description:
       - Connection tracking timeouts in seconds by short name, for example
-        C({tcp_established: 7200, udp: 60}); C(udp) sets
+        V(tcp_established=7200) and V(udp=60). The name V(udp) sets
         C(net.netfilter.nf_conntrack_udp_timeout). Unknown names are refused.
     type: dict
     default: {}
@@ -75,7 +75,7 @@ options:
       files:
         description:
           - The persisted files, as M(ipmasq.gateway.nat_rules) returns them in
-            C(persist_files) (C({nft: path}) or C({ipv4: path, ipv6: path})).
+            C(persist_files), by key (V(nft), or V(ipv4), V(ipv6) and V(ipset)).
         type: dict
         required: true
 """
