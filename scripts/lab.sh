@@ -140,17 +140,20 @@ import json
 import sys
 
 report = json.load(open(sys.argv[1]))
-runs, changed = {}, {}
+runs, raw, changed = {}, {}, {}
 for play in report["plays"]:
     for task in play["tasks"]:
         for host, result in task["hosts"].items():
+            name = task["task"]["name"].split(" : ")[-1]
             if "invocation" in result and not result.get("skipped"):
-                runs.setdefault(host, []).append(task["task"]["name"].split(" : ")[-1])
+                runs.setdefault(host, []).append(name)
+            elif "rc" in result and not result.get("skipped"):  # a raw command
+                raw.setdefault(host, []).append(name)
             changed[host] = changed.get(host, 0) + bool(result.get("changed"))
 for host, stats in sorted(report["stats"].items()):
-    print("converge: %s: %d changed, %d module runs on the gateway (%s)%s" % (
+    print("converge: %s: %d changed, %d module runs (%s) and %d raw command on the gateway%s" % (
         host, changed.get(host, 0), len(runs.get(host, [])), ", ".join(runs.get(host, [])),
-        "; FAILED" if stats["failures"] or stats["unreachable"] else ""))
+        len(raw.get(host, [])), "; FAILED" if stats["failures"] or stats["unreachable"] else ""))
 PY
 }
 
