@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import shlex
 from collections import namedtuple
 
@@ -32,6 +33,8 @@ TOOLS = {4: "iptables-restore", 6: "ip6tables-restore"}
 LOOKUPS = False  # no lookup tables: every forward is a rule (see rules.to_rules)
 _BY_NAME = dict((v[1], k) for k, v in CHAINS.items())
 _BUILTIN = dict(((v[0], v[2]), k) for k, v in CHAINS.items())
+# ``iptables-save -c`` puts the packet and byte counters in front of each rule
+_COUNTERS = re.compile(r"^\[[0-9]+:[0-9]+\]$")
 
 # chains: {family: {chain: [Rule]}}; jumps: {family: {chain: number of jumps}};
 # present: {family: set of our chains that exist}
@@ -243,9 +246,13 @@ def parse_rule(chain, args):
         elif opt == "--reject-with":
             pass
         elif opt in ("-c", "--set-counters"):
+            if not (val or "").isdigit() or not args[i:i + 1] or not args[i].isdigit():
+                raise r.ParseError("%s needs two numbers, packets and bytes" % opt)
             i += 1
         else:
             raise _Unknown(args)
+        if val is None:  # a known option at the very end of the line, without its value
+            raise r.ParseError("%s has no value: the line is cut short" % opt)
         neg = False
     if "verdict" not in f:
         raise _Unknown(args)
@@ -280,6 +287,10 @@ def parse_save(text, family, builtins=False):
                 else [word for word in line.split(" ") if word]
         except ValueError as exc:
             raise r.ParseError("line %d: %s: %s" % (number, exc, line))
+        if args and args[0].startswith("["):
+            if not _COUNTERS.match(args[0]):
+                raise r.ParseError("line %d: packet and byte counters cut short: %s" % (number, line))
+            args = args[1:]
         if args and args[0] in ("iptables", "ip6tables"):
             args, table = args[1:], "filter"
             if args[:1] == ["-t"]:
@@ -301,6 +312,8 @@ def parse_save(text, family, builtins=False):
             continue
         try:
             rule = parse_rule(chain, rest)
+        except r.ParseError as exc:
+            raise r.ParseError("line %d: %s: %s" % (number, exc, line))
         except (_Unknown, AttributeError, IndexError, ValueError):
             rule = r.Rule(chain, verdict="unknown", comment=line)
         chains[chain].append(rule)
