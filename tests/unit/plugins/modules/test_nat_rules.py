@@ -8,6 +8,7 @@ State the way the kernel would, ``write_files``/``conntrack_delete`` record, and
 import contextlib
 import copy
 import json
+import re
 
 import pytest
 import yaml
@@ -401,3 +402,8 @@ def _compare(doc, spec, where):
 
 def test_documentation_matches_the_argument_spec():
     _compare(_doc_options(), argspec.ARGUMENT_SPEC, "options")
+
+
+def test_documented_helpers_are_the_ones_the_model_accepts():
+    text = _doc_options()["config"]["suboptions"]["helpers"]["suboptions"]["helper"]["description"]
+    assert re.findall(r"V\(([^)]+)\)", text) == sorted(model.HELPER_PROTOCOLS)

@@ -159,12 +159,7 @@ KERNEL_HELPERS = {
 def _helper_params():
     for name in sorted(model.HELPER_PROTOCOLS):
         for proto in model.HELPER_PROTOCOLS[name]:
-            marks = []
-            if name == "h323":
-                marks.append(pytest.mark.xfail(strict=True, reason=(
-                    "the kernel has no helper called h323 (nf_conntrack_h323 registers "
-                    "'Q.931' on tcp and 'RAS' on udp): nft answers 'No such file or directory'")))
-            yield pytest.param(name, proto, id="%s-%s" % (name, proto), marks=marks)
+            yield pytest.param(name, proto, id="%s-%s" % (name, proto))
 
 
 @pytest.mark.parametrize("name, proto", list(_helper_params()))
