@@ -6,7 +6,7 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
     iptables, model, nft, plan, rules)
 
 from nat_helpers import (
-    fixture_config, fixture_text, reparse, ruleset_of, state_of)
+    CAPTURE_KINDS, CAPTURED, FIXTURES, fixture_config, fixture_text, reparse, ruleset_of, state_of)
 
 HOWTO_SAVE = """\
 *nat
@@ -70,18 +70,29 @@ ip6tables -A FORWARD -p ipv6-icmp -j ACCEPT
     })
 
 
-@pytest.mark.parametrize("name", ["gateway.nft.json", "gateway.nft.txt", "gateway.ruleset.json",
-                                  "gateway.ruleset.txt"])
-def test_nft_dumps_are_recognised(name):
-    assert plan.parse_running_config(fixture_text(name)) == ruleset_of(fixture_config("gateway"))
+@pytest.mark.parametrize("dump", ["nft.json", "nft.txt", "ruleset.json", "ruleset.txt"])
+@pytest.mark.parametrize("name", CAPTURED)
+def test_nft_dumps_are_recognised(name, dump):
+    assert plan.parse_running_config(fixture_text("%s.%s" % (name, dump))) == \
+        ruleset_of(fixture_config(name))
 
 
-def test_iptables_save_of_both_families_with_the_marker_line():
+def test_every_fixture_file_is_a_capture_the_tests_read():
+    """The kernel-dump tests read <name>.<kind> for every captured name and kind; a file
+    outside that pattern would be read by nothing."""
+    expected = {"capture.sh"} | {"%s.config.json" % n for n in CAPTURED} | {
+        "%s.%s" % (n, kind) for n in CAPTURED for kind in CAPTURE_KINDS}
+    assert sorted(p.name for p in FIXTURES.iterdir()) == sorted(expected)
+    assert {"gateway", "apostrophe", "icmpv6", "v6-prefix32"} <= set(CAPTURED)
+
+
+@pytest.mark.parametrize("name", CAPTURED)
+def test_iptables_save_of_both_families_with_the_marker_line(name):
     """A whole dump from a host with our chains reads as our chains: Docker's rules in the
     built-in chains are someone else's and are left out."""
-    text = fixture_text("gateway.iptables-save") + "# ip6tables-save\n" + \
-        fixture_text("gateway.ip6tables-save")
-    assert plan.parse_running_config(text) == ruleset_of(fixture_config("gateway"))
+    text = fixture_text("%s.iptables-save" % name) + "# ip6tables-save\n" + \
+        fixture_text("%s.ip6tables-save" % name)
+    assert plan.parse_running_config(text) == ruleset_of(fixture_config(name))
 
 
 def test_hand_made_gateway_with_foreign_builtin_rules_is_refused():
