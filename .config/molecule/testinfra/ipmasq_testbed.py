@@ -5,6 +5,10 @@ knows the addresses the scenario declared (``testbed_addresses``). ``echo_server
 ipmasq-echo in a container for the duration of a ``with`` block, and ``probe`` sends one
 TCP connection or UDP datagram with ipmasq-probe and returns the reply line split into
 (server name, peer address, peer port).
+
+A verify session in which no test ran fails. With IPMASQ_VERIFY_LOG set (``make molecule``
+sets it), each session appends ``ran=N skipped=N failed=N`` to that file, so a verify step
+that Molecule skipped altogether ("no tests found") shows up as a missing line.
 """
 
 import contextlib
@@ -92,6 +96,29 @@ class Testbed:
         assert result.rc == 0, "%s: %s %s:%d failed: %s" % (name, proto, address, port, result.stderr.strip())
         server, peer, peer_port = result.stdout.split()
         return server, peer, int(peer_port)
+
+
+# -- every verify session must run a test, and says how many it ran
+
+_OUTCOMES = {"ran": 0, "skipped": 0, "failed": 0}
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        if report.skipped:
+            _OUTCOMES["skipped"] += 1
+        else:
+            _OUTCOMES["ran"] += 1
+            _OUTCOMES["failed"] += int(report.failed)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    log = os.environ.get("IPMASQ_VERIFY_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write("ran=%(ran)d skipped=%(skipped)d failed=%(failed)d\n" % _OUTCOMES)
+    if exitstatus == pytest.ExitCode.OK and not _OUTCOMES["ran"]:
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
 
 
 @pytest.fixture(scope="session")
