@@ -4,7 +4,9 @@ The ``testbed`` fixture reaches any container of the scenario by inventory name 
 knows the addresses the scenario declared (``testbed_addresses``). ``echo_server`` runs
 ipmasq-echo in a container for the duration of a ``with`` block, and ``probe`` sends one
 TCP connection or UDP datagram with ipmasq-probe and returns the reply line split into
-(server name, peer address, peer port).
+(server name, peer address, peer port). ``blocked`` sends a probe that must time out, and
+``forward_counter`` counts one flow's packets in a gateway's forward hook, around the filter
+chains: together they show that the gateway dropped the probe, not that the probe failed.
 
 A verify session in which no test ran fails. With IPMASQ_VERIFY_LOG set (``make molecule``
 sets it), each session appends ``ran=N skipped=N failed=N`` to that file, so a verify step
@@ -12,6 +14,7 @@ that Molecule skipped altogether ("no tests found") shows up as a missing line.
 """
 
 import contextlib
+import json
 import os
 import shlex
 import time
@@ -96,6 +99,59 @@ class Testbed:
         assert result.rc == 0, "%s: %s %s:%d failed: %s" % (name, proto, address, port, result.stderr.strip())
         server, peer, peer_port = result.stdout.split()
         return server, peer, int(peer_port)
+
+    def blocked(self, name, proto, address, port, timeout=2):
+        """Probe and require a timeout: no answer at all, the mark of a dropped packet.
+
+        A refused connection, an unreachable network or a probe that crashed fails
+        differently, and proves nothing about a drop rule.
+        """
+        result = self.probe(name, proto, address, port, timeout)
+        assert result.rc == 1 and result.stderr.strip().endswith("timed out"), (
+            "%s: %s %s:%d should time out, got rc=%d stdout=%r stderr=%r"
+            % (name, proto, address, port, result.rc, result.stdout, result.stderr))
+        return result
+
+    @contextlib.contextmanager
+    def forward_counter(self, gateway, source, destination, proto, port):
+        """Count one flow's packets in `gateway`'s forward hook before and after its filter chains.
+
+        A table of the test's own holds two counters on the forward hook: at priority
+        filter - 10 (the packet arrived) and filter + 10 (no filter chain dropped it). Our
+        table inet ipmasq and iptables' FORWARD chain sit at priority filter, between them.
+        Yields a ForwardCounter; the table is deleted on the way out.
+        """
+        host = self.host(gateway)
+        table = "testbed_count_%s" % uuid.uuid4().hex[:8]
+        match = "ip saddr %s ip daddr %s meta l4proto %s th dport %d" % (source, destination, proto, port)
+        script = "\n".join([
+            "table inet %s {" % table,
+            "  chain arrived { type filter hook forward priority filter - 10; policy accept; %s counter; }" % match,
+            "  chain passed { type filter hook forward priority filter + 10; policy accept; %s counter; }" % match,
+            "}", ""])
+        host.run_expect([0], "printf '%%s' %s | nft -f -", script)
+        try:
+            yield ForwardCounter(host, table)
+        finally:
+            host.run("nft delete table inet %s", table)
+
+
+class ForwardCounter:
+    """The two counters of Testbed.forward_counter."""
+
+    def __init__(self, host, table):
+        self.host = host
+        self.table = table
+
+    def read(self):
+        """(packets that arrived, packets that passed the filter chains)."""
+        listing = json.loads(self.host.run_expect([0], "nft -j list table inet %s", self.table).stdout)
+        counts = {}
+        for item in listing["nftables"]:
+            rule = item.get("rule")
+            if rule:
+                counts[rule["chain"]] = sum(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
+        return counts["arrived"], counts["passed"]
 
 
 # -- every verify session must run a test, and says how many it ran
