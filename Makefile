@@ -32,11 +32,18 @@ export PY_COLORS := 0
 # `make IPMASQ_IMAGE=...` still overrides it.
 export IPMASQ_IMAGE := $(shell scripts/build-image.sh --print-ref)
 
-# Molecule scenarios: every molecule/*/molecule.yml, or only SCENARIO=name.
-SCENARIOS := $(if $(SCENARIO),$(SCENARIO),$(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+# Molecule scenarios: every molecule/*/molecule.yml, or only `make molecule SCENARIO=name`. Only a
+# SCENARIO given on the make command line counts: one left in the environment is ignored, so it
+# cannot narrow `make test` to one scenario unnoticed.
+ALL_SCENARIOS := $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+SCENARIOS := $(if $(filter command line,$(origin SCENARIO)),$(SCENARIO),$(ALL_SCENARIOS))
+
+# Set to skip the integration tests on a machine that cannot run them (not root, a tool
+# missing); without it they fail. `make test` refuses it: every layer must run there.
+ALLOW_SKIP_VAR := IPMASQ_ALLOW_SKIP
 
 .PHONY: help deps venv collection-link image lint sanity unit integration molecule build build-check \
-	test lab lab-down bench clean clean-all
+	test preflight prerequisites lab lab-down bench clean clean-all
 
 help:
 	@echo "make lab          build the NAT gateway lab in containers and prove NAT with traffic (lab-down removes it)"
@@ -112,19 +119,39 @@ build-check: build
 	ansible-doc --list ipmasq.gateway; \
 	ansible-doc --list --type role ipmasq.gateway
 
+# pytest.ini prints every skip (-rs); tests/conftest.py fails a run in which no test ran.
 unit: venv collection-link
 	PYTHONPATH=$(BUILD)/collections pytest tests/unit
 
 integration: deps venv collection-link
 	PYTHONPATH=$(BUILD)/collections pytest tests/integration
 
+# Each scenario's testinfra runs append one line per verify step to IPMASQ_VERIFY_LOG
+# (.config/molecule/testinfra/ipmasq_testbed.py); a scenario whose verify steps did not all
+# run tests fails, as when molecule finds no tests at all and says "Skipping".
 molecule: venv collection-link image
+	@mkdir -p $(BUILD)/verify
 	@for scenario in $(SCENARIOS); do \
 		echo "=== molecule test -s $$scenario"; \
-		molecule test -s "$$scenario"; \
+		log=$(BUILD)/verify/$$scenario.log; rm -f "$$log"; \
+		IPMASQ_VERIFY_LOG="$$log" molecule test -s "$$scenario"; \
+		python scripts/check-verify-log.py "$$scenario" "$$log"; \
 	done
 
-test: deps venv image lint sanity build-check unit integration molecule
+# `make test` fails at once, naming the reason, on a machine that cannot run every layer:
+# preflight before anything is installed, prerequisites once `deps` has installed the tools.
+preflight:
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make test: must run as root (it installs apt packages, builds network namespaces" \
+			"and runs privileged containers); running as $$(id -un)" >&2; exit 1; fi
+	@if [ -n "$${$(ALLOW_SKIP_VAR):-}" ]; then \
+		echo "make test: $(ALLOW_SKIP_VAR) is set, but make test runs every layer;" \
+			"unset it (it is for 'make integration' on a machine that cannot run it)" >&2; exit 1; fi
+
+prerequisites: deps
+	@python3 tests/integration/prerequisites.py
+
+test: preflight deps prerequisites venv image lint sanity build-check unit integration molecule
 
 lab: venv collection-link image
 	bash scripts/lab.sh up

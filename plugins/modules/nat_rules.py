@@ -249,7 +249,8 @@ options:
         elements: dict
         suboptions:
           helper:
-            description: Kernel helper name, for example V(ftp), V(sip), V(tftp), V(irc), V(h323), V(pptp).
+            description: Kernel helper name, one of V(amanda), V(ftp), V(irc), V(netbios-ns), V(pptp), V(sane),
+              V(sip), V(snmp), V(tftp).
             type: str
           protocol:
             description: Protocol; defaults to the helper's usual one.

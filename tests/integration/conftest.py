@@ -4,11 +4,14 @@ Every test gets its own lab (building one takes about 0.2 s, less than one
 module run, so a fresh lab is both the cheapest reset and the safest). All
 namespaces carry the prefix ``imq<pid>x<n>``; teardown deletes them and kills what
 ran inside, and the session finalizer sweeps anything a crash left behind.
+
+A machine that cannot run them (not root, a tool missing: see ``prerequisites.py``) fails
+the run with the reason, before any test. Only with ``IPMASQ_ALLOW_SKIP=1`` are they
+skipped instead, and ``-rs`` (pytest.ini) prints why.
 """
 import itertools
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,32 +22,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # pylint: disable=wrong-import-position
 import foreign  # noqa: E402
 import netlab  # noqa: E402
+import prerequisites  # noqa: E402
 from playbook import NatRules  # noqa: E402
 
 BACKENDS = ("nftables", "iptables")
 PREFIX = "imq%d" % os.getpid()
 _lab_ids = itertools.count()
 
-
-def _missing_requirements():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    for tool in ("ip", "nft", "iptables", "ip6tables", "iptables-save", "iptables-restore", "ss",
-                 "ipset"):
-        if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
-            return "needs %s (make deps installs it)" % tool
-    return None
-
-
 HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
-    reason = _missing_requirements()
-    if reason:
-        for item in items:
-            if HERE in Path(str(item.fspath)).resolve().parents:
-                item.add_marker(pytest.mark.skip(reason=reason))
+    ours = [item for item in items if HERE in Path(str(item.fspath)).resolve().parents]
+    reason = prerequisites.missing() if ours else None
+    if not reason:
+        return
+    if not prerequisites.opted_out():
+        raise pytest.UsageError(
+            "integration tests cannot run: %s. Set %s=1 to skip them instead."
+            % (reason, prerequisites.OPT_OUT))
+    for item in ours:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def _leftover_namespaces():
@@ -56,7 +54,7 @@ def _leftover_namespaces():
 @pytest.fixture(scope="session", autouse=True)
 def _sweep_namespaces():
     yield
-    if _missing_requirements():
+    if prerequisites.missing():
         return
     for name in _leftover_namespaces():
         netlab.delete_namespace(netlab.Namespace(name))

@@ -228,6 +228,11 @@ class Lab:
                              (self.srv, LAN_TCP_PORTS, LAN_UDP_PORTS + (LAN_UDP_ALT_PORT,))):
             self._wait_listening(ns, tcp, udp)
 
+    def listen(self, ns, name, tcp=(), udp=()):
+        """One more echo server in ``ns``, answering as ``name``; returns once it listens."""
+        self.start_echo(ns, name, tcp=tcp, udp=udp)
+        self._wait_listening(ns, tcp, udp)
+
     def start_echo(self, ns, name, tcp=(), udp=(), script=ECHO):
         argv = ["timeout", str(SERVER_LIFETIME), sys.executable, str(script), "--name", name]
         for p in tcp:

@@ -13,6 +13,7 @@ trace; the last step applies ``CHANGED`` alone and shows that the snapshots see 
 """
 import json
 import os
+import re
 import shlex
 
 import foreign
@@ -53,6 +54,28 @@ PORT_FORWARD = "ipmasq.gateway.port_forward"
 FORWARDING = "ipmasq.gateway.forwarding"
 
 
+class Got:
+    """The message's "got <value>" part, as the module writes it ("(got 0)") or a role's
+    check ("got 0."). A bare "0" would be found in "port_forwards[1]" or in a message
+    that named some other value."""
+
+    def __init__(self, value):
+        self.value = value
+        self.pattern = re.compile(r"\bgot \(?%s(?=[).,;\s]|$)" % re.escape(str(value)), re.I)
+
+    def found_in(self, text):
+        return bool(self.pattern.search(text))
+
+    def __eq__(self, other):
+        return isinstance(other, Got) and other.value == self.value
+
+    def __hash__(self):
+        return hash(self.value)
+
+    def __repr__(self):
+        return "Got(%r)" % (self.value,)
+
+
 def pf(**fields):
     """ipmasq_port_forwards with a good first entry and this second one."""
     return {"ipmasq_port_forwards": [PF, dict(dict(PF, port=8081), **fields)]}
@@ -64,7 +87,7 @@ def pf_without(field):
     return {"ipmasq_port_forwards": [PF, entry]}
 
 
-# (role, bad variables, words the message must contain)
+# (role, bad variables, words the message must contain; Got(value): its "got" part)
 BAD_INPUTS = [
     # Types and choices: the argument specs.
     (GATEWAY, {"ipmasq_backend": "pf"}, ["ipmasq_backend", "pf"]),
@@ -86,9 +109,9 @@ BAD_INPUTS = [
     (GATEWAY, pf_without("to_address"), ["ipmasq_port_forwards", "to_address"]),
     (GATEWAY, pf_without("port"), ["ipmasq_port_forwards", "port"]),
     # Values only the roles' checks and the module know to be wrong.
-    (GATEWAY, {"ipmasq_conntrack_max": 0}, ["ipmasq_conntrack_max", "0"]),
-    (GATEWAY, {"ipmasq_conntrack_max": -1}, ["ipmasq_conntrack_max", "-1"]),
-    (GATEWAY, {"ipmasq_rollback_timeout": -5}, ["ipmasq_rollback_timeout", "-5"]),
+    (GATEWAY, {"ipmasq_conntrack_max": 0}, ["ipmasq_conntrack_max", Got(0)]),
+    (GATEWAY, {"ipmasq_conntrack_max": -1}, ["ipmasq_conntrack_max", Got(-1)]),
+    (GATEWAY, {"ipmasq_rollback_timeout": -5}, ["ipmasq_rollback_timeout", Got(-5)]),
     (GATEWAY, {"ipmasq_wan_interface": ""}, ["ipmasq_wan_interface"]),
     (GATEWAY, {"ipmasq_wan_interface": None}, ["ipmasq_wan_interface"]),
     (GATEWAY, {"ipmasq_lan_network": [LAN_NET]}, ["ipmasq_lan_network:", "did you mean ipmasq_lan_networks?"]),
@@ -107,7 +130,7 @@ BAD_INPUTS = [
     (GATEWAY, {"ipmasq_snat_address": "224.0.0.1"}, ["ipmasq_snat_address", "224.0.0.1"]),
     (GATEWAY, {"ipmasq_snat_address": "2001:db8::1"}, ["ipmasq_snat_address", "2001:db8::1", "IPv4 and IPv6"]),
     (GATEWAY, pf(port=70000), ["port_forwards[1].port", "70000"]),
-    (GATEWAY, pf(port=0), ["port_forwards[1].port", "0"]),
+    (GATEWAY, pf(port=0), ["port_forwards[1].port", Got(0)]),
     (GATEWAY, pf(port="abc"), ["port_forwards[1].port", "abc"]),
     (GATEWAY, pf(port="9002-9000"), ["port_forwards[1].port", "9002-9000"]),
     (GATEWAY, pf(to_port=70000), ["port_forwards[1].to_port", "70000"]),
@@ -120,8 +143,8 @@ BAD_INPUTS = [
      ["port_forwards[1].port", "overlaps"]),
     (GATEWAY, {"ipmasq_conntrack_timeouts": {"tcp_established": 3600, "bogus": 5}},
      ["ipmasq_conntrack_timeouts", "bogus"]),
-    (GATEWAY, {"ipmasq_conntrack_timeouts": {"udp": 0}}, ["ipmasq_conntrack_timeouts", "udp", "0"]),
-    (GATEWAY, {"ipmasq_conntrack_timeouts": {"udp": -30}}, ["ipmasq_conntrack_timeouts", "udp", "-30"]),
+    (GATEWAY, {"ipmasq_conntrack_timeouts": {"udp": 0}}, ["ipmasq_conntrack_timeouts", "udp", Got(0)]),
+    (GATEWAY, {"ipmasq_conntrack_timeouts": {"udp": -30}}, ["ipmasq_conntrack_timeouts", "udp", Got(-30)]),
     (GATEWAY, {"ipmasq_conntrack_timeouts": {"udp": "soon"}}, ["ipmasq_conntrack_timeouts", "udp", "soon"]),
     (GATEWAY, {"ipmasq_helpers": ["ftp", "bogus"]}, ["ipmasq_helpers[1]", "bogus"]),
     (GATEWAY, {"ipmasq_helpers": [{"name": "ftp", "port": 70000}]}, ["ipmasq_helpers[0]", "70000"]),
@@ -138,13 +161,13 @@ BAD_INPUTS = [
     (FORWARDING, {"ipmasq_helpers": [{"name": "tftp", "protocol": "tcp"}]}, ["helpers[0].protocol", "tcp"]),
     (FORWARDING, {"ipmasq_conntrack_timeouts": {"tcp_established": 3600, "bogus": 5}},
      ["ipmasq_conntrack_timeouts", "bogus"]),
-    (FORWARDING, {"ipmasq_conntrack_max": -1}, ["ipmasq_conntrack_max", "-1"]),
+    (FORWARDING, {"ipmasq_conntrack_max": -1}, ["ipmasq_conntrack_max", Got(-1)]),
 ]
 
 # The checks of the argument specs and the roles' asserts do not depend on the backend;
 # the iptables run takes one input per check that reads the host (the module's, in
 # check mode), which keeps the file's run time down.
-ON_IPTABLES = [["ipmasq_backend", "pf"], ["ipmasq_rollback_timeout", "-5"],
+ON_IPTABLES = [["ipmasq_backend", "pf"], ["ipmasq_rollback_timeout", Got(-5)],
                ["ipmasq_lan_networks", "192.168.77.1/24"], ["ipmasq_wan_interface", "wan0; rm -rf /"],
                ["ipmasq_snat_address", "198.51.100.300"], ["port_forwards[1].port", "70000"],
                ["ipmasq_conntrack_timeouts", "bogus"], ["helpers[0].protocol", "tcp"]]
@@ -255,7 +278,7 @@ def test_bad_role_variables_fail_naming_the_variable_and_change_nothing(lab, tmp
             problems.append("%s: no outcome for %s" % (role, bad))
             continue
         text = "\n".join([outcome["msg"]] + list(outcome["items"]))
-        if not all(w in text for w in words):
+        if not all(w.found_in(text) if isinstance(w, Got) else w in text for w in words):
             problems.append("%s %s: message should name %s, got (%s): %s"
                             % (role, bad, words, outcome["task"], text))
     assert not problems, "\n".join(problems)

@@ -35,15 +35,25 @@ def test_snat_to_fixed_address(lab, nat):
         _assert_reply(lab.probe(lab.lan, proto, WAN_HOST, WAN_PORT), "wan", "198.51.100.2")
 
 
+# Where a forward that is too wide would land on the LAN server: UDP on the TCP forward's
+# ports (8080 -> 80) and TCP one past the range 9000-9002. Something listens there, so a
+# wrong forward gets an answer instead of failing like a closed port.
+UNFORWARDED = (("udp", 8080, 80), ("udp", 8080, 8080), ("tcp", 9003, 9003))
+
+
 def test_port_forwards_reach_lan_server_with_client_address(lab, nat):
+    lab.listen(lab.srv, "unforwarded", tcp=[9003], udp=[80, 8080])
+    for proto, _public, port in UNFORWARDED:  # control: the listeners answer
+        _assert_reply(lab.probe(lab.lan, proto, LAN_SERVER, port), "unforwarded", LAN_CLIENT)
     _applied(nat, {"port_forwards": scenarios.PORT_FORWARDS})
     _assert_reply(lab.probe(lab.wan, "tcp", GW_WAN, 8080), "lansrv", WAN_HOST)
     _assert_reply(lab.probe(lab.wan, "udp", GW_WAN, 5353), "lansrv", WAN_HOST)
     for port in (9000, 9001, 9002):
         _assert_reply(lab.probe(lab.wan, "tcp", GW_WAN, port), "lansrv", WAN_HOST)
     # Only what was forwarded: UDP 8080 and TCP 9003 stay closed.
-    assert not lab.probe(lab.wan, "udp", GW_WAN, 8080, timeout=1).ok
-    assert not lab.probe(lab.wan, "tcp", GW_WAN, 9003, timeout=1).ok
+    for proto, public in sorted(set((proto, public) for proto, public, _port in UNFORWARDED)):
+        reply = lab.probe(lab.wan, proto, GW_WAN, public, timeout=1)
+        assert not reply.ok, "%s %d was forwarded: %r" % (proto, public, reply)
     foreign.assert_intact(lab)
 
 

@@ -43,6 +43,12 @@ def kinds_differ(got, want):
 
 # ---------------------------------------------------------------- fixtures on disk
 
+# The captures tests/unit/fixtures/capture.sh makes: <name>.<kind> for each <name>.config.json.
+CAPTURE_KINDS = ("nft.json", "nft.txt", "ruleset.json", "ruleset.txt", "iptables-save",
+                 "ip6tables-save")
+CAPTURED = sorted(p.name[:-len(".config.json")] for p in FIXTURES.glob("*.config.json"))
+
+
 def fixture_text(name):
     return (FIXTURES / name).read_text(encoding="utf-8")
 
@@ -69,15 +75,15 @@ ifnames = st.one_of(
     st.builds(lambda first, rest: first + rest, st.sampled_from(_IF_FIRST),
               st.text(_IF_FIRST + ".-", max_size=model.IFNAME_MAX - 1)))
 
-# No double quote or backslash (the model refuses them); control and line separator
-# characters are refused by the model too. The apostrophe and braces have tests of their own
-# (test_iptables.py, test_nft.py).
+# Every character the model takes: no double quote or backslash, no control or line
+# separator characters (the model refuses those).
 COMMENT_ALPHABET = st.characters(
-    min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\"\\'{}",
+    min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\"\\",
     blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
 comments = st.one_of(
     st.none(),
-    st.sampled_from(["web", "office LAN", "büro", "a-b_c.d", "x:y/z", "#1", "$HOME;(x)"]),
+    st.sampled_from(["web", "office LAN", "büro", "a-b_c.d", "x:y/z", "#1", "$HOME;(x)",
+                     "Bob's", "{a} }", "it's {x}"]),
     st.text(COMMENT_ALPHABET, min_size=1, max_size=40).filter(
         lambda s: len(s.encode("utf-8")) <= model.COMMENT_MAX))
 
@@ -90,7 +96,12 @@ def _unicast(addr):
 hosts4 = st.integers(1, 2 ** 32 - 2).map(ipaddress.IPv4Address).filter(_unicast).map(str)
 hosts6 = st.integers(1, 2 ** 128 - 1).map(ipaddress.IPv6Address).filter(_unicast).map(str)
 HOSTS = {4: hosts4, 6: hosts6}
-NETS = dict((version, st.tuples(st.integers(0, 2 ** bits - 1), st.integers(1, bits)).map(
+# Prefix lengths: any, and often the ones a renderer may treat specially: the host routes
+# (/32, /128), IPv6 /32 (once rendered as an IPv4 host route) and the byte boundaries.
+_PREFIXES = dict((bits, st.one_of(st.integers(1, bits), st.sampled_from(
+    [n for n in (8, 16, 24, 32, 48, 56, 64, 96, 112, 127, 128) if n <= bits])))
+    for bits in (32, 128))
+NETS = dict((version, st.tuples(st.integers(0, 2 ** bits - 1), _PREFIXES[bits]).map(
     lambda t, version=version: ipaddress.ip_network(
         (ipaddress.ip_address(t[0]) if version == 4 else ipaddress.IPv6Address(t[0]), t[1]),
         strict=False).with_prefixlen))
@@ -274,12 +285,6 @@ def configs_and_addresses(draw, helpers=helper_entries):
         if draw(st.integers(0, 3)):
             addresses[name] = draw(_interface_addresses)
     return config, addresses
-
-
-# Helpers whose names hold a '-' (netbios-ns) had an nft rendering bug of their own;
-# test_nft.py covers them one by one.
-SAFE_HELPERS = tuple(h for h in sorted(model.HELPER_PROTOCOLS) if "-" not in h)
-safe_helper_entries = helper_entries.filter(lambda e: e["helper"] in SAFE_HELPERS)
 
 
 # ---------------------------------------------------------------- applying commands, simulated

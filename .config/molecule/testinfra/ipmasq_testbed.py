@@ -4,10 +4,17 @@ The ``testbed`` fixture reaches any container of the scenario by inventory name 
 knows the addresses the scenario declared (``testbed_addresses``). ``echo_server`` runs
 ipmasq-echo in a container for the duration of a ``with`` block, and ``probe`` sends one
 TCP connection or UDP datagram with ipmasq-probe and returns the reply line split into
-(server name, peer address, peer port).
+(server name, peer address, peer port). ``blocked`` sends a probe that must time out, and
+``forward_counter`` counts one flow's packets in a gateway's forward hook, around the filter
+chains: together they show that the gateway dropped the probe, not that the probe failed.
+
+A verify session in which no test ran fails. With IPMASQ_VERIFY_LOG set (``make molecule``
+sets it), each session appends ``ran=N skipped=N failed=N`` to that file, so a verify step
+that Molecule skipped altogether ("no tests found") shows up as a missing line.
 """
 
 import contextlib
+import json
 import os
 import shlex
 import time
@@ -92,6 +99,82 @@ class Testbed:
         assert result.rc == 0, "%s: %s %s:%d failed: %s" % (name, proto, address, port, result.stderr.strip())
         server, peer, peer_port = result.stdout.split()
         return server, peer, int(peer_port)
+
+    def blocked(self, name, proto, address, port, timeout=2):
+        """Probe and require a timeout: no answer at all, the mark of a dropped packet.
+
+        A refused connection, an unreachable network or a probe that crashed fails
+        differently, and proves nothing about a drop rule.
+        """
+        result = self.probe(name, proto, address, port, timeout)
+        assert result.rc == 1 and result.stderr.strip().endswith("timed out"), (
+            "%s: %s %s:%d should time out, got rc=%d stdout=%r stderr=%r"
+            % (name, proto, address, port, result.rc, result.stdout, result.stderr))
+        return result
+
+    @contextlib.contextmanager
+    def forward_counter(self, gateway, source, destination, proto, port):
+        """Count one flow's packets in `gateway`'s forward hook before and after its filter chains.
+
+        A table of the test's own holds two counters on the forward hook: at priority
+        filter - 10 (the packet arrived) and filter + 10 (no filter chain dropped it). Our
+        table inet ipmasq and iptables' FORWARD chain sit at priority filter, between them.
+        Yields a ForwardCounter; the table is deleted on the way out.
+        """
+        host = self.host(gateway)
+        table = "testbed_count_%s" % uuid.uuid4().hex[:8]
+        match = "ip saddr %s ip daddr %s meta l4proto %s th dport %d" % (source, destination, proto, port)
+        script = "\n".join([
+            "table inet %s {" % table,
+            "  chain arrived { type filter hook forward priority filter - 10; policy accept; %s counter; }" % match,
+            "  chain passed { type filter hook forward priority filter + 10; policy accept; %s counter; }" % match,
+            "}", ""])
+        host.run_expect([0], "printf '%%s' %s | nft -f -", script)
+        try:
+            yield ForwardCounter(host, table)
+        finally:
+            host.run("nft delete table inet %s", table)
+
+
+class ForwardCounter:
+    """The two counters of Testbed.forward_counter."""
+
+    def __init__(self, host, table):
+        self.host = host
+        self.table = table
+
+    def read(self):
+        """(packets that arrived, packets that passed the filter chains)."""
+        listing = json.loads(self.host.run_expect([0], "nft -j list table inet %s", self.table).stdout)
+        counts = {}
+        for item in listing["nftables"]:
+            rule = item.get("rule")
+            if rule:
+                counts[rule["chain"]] = sum(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
+        return counts["arrived"], counts["passed"]
+
+
+# -- every verify session must run a test, and says how many it ran
+
+_OUTCOMES = {"ran": 0, "skipped": 0, "failed": 0}
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        if report.skipped:
+            _OUTCOMES["skipped"] += 1
+        else:
+            _OUTCOMES["ran"] += 1
+            _OUTCOMES["failed"] += int(report.failed)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    log = os.environ.get("IPMASQ_VERIFY_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write("ran=%(ran)d skipped=%(skipped)d failed=%(failed)d\n" % _OUTCOMES)
+    if exitstatus == pytest.ExitCode.OK and not _OUTCOMES["ran"]:
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
 
 
 @pytest.fixture(scope="session")

@@ -133,13 +133,20 @@ def test_lan_traffic_leaves_with_gateway_wan_address(testbed, proto):
 
 @pytest.mark.parametrize("proto, port, to_port, to_address", _forward_cases())
 def test_port_forward_reaches_lan_server(testbed, proto, port, to_port, to_address):
-    """The WAN client reaches the LAN server through the gateway's WAN address, unmasqueraded."""
+    """The WAN client reaches the LAN server through the gateway's WAN address, unmasqueraded.
+
+    The forward counters see the forwarded packets pass: the control for the drop test below.
+    """
     gateway = testbed.one("gateways")
     client = testbed.one("wan_clients")
     target = _owner_of(testbed, to_address)
-    with testbed.echo_server(target, **{proto: [to_port]}):
+    client_address = testbed.address(client, "wan")
+    with testbed.echo_server(target, **{proto: [to_port]}), \
+            testbed.forward_counter(gateway, client_address, to_address, proto, to_port) as counter:
         answered_by, peer, _port = testbed.reply(client, proto, testbed.address(gateway, "wan"), port)
-    assert (answered_by, peer) == (target, testbed.address(client, "wan"))
+        arrived, passed = counter.read()
+    assert (answered_by, peer) == (target, client_address)
+    assert arrived >= 1 and passed == arrived, "forward hook: %d arrived, %d passed" % (arrived, passed)
 
 
 @pytest.mark.parametrize("proto, port, to_port, to_address", _forward_cases(hairpin_only=True))
@@ -155,13 +162,20 @@ def test_hairpin_from_lan_reaches_lan_server(testbed, proto, port, to_port, to_a
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_wan_client_cannot_reach_lan_directly(testbed, proto):
-    """Unsolicited WAN->LAN traffic is dropped, although the WAN client routes the LAN via the gateway."""
+    """Unsolicited WAN->LAN traffic is dropped, although the WAN client routes the LAN via the gateway.
+
+    The LAN server listens, the probe times out, and the gateway's forward hook counted the
+    packets arriving and none passing its filter chains: the gateway dropped them.
+    """
     gateway = testbed.one("gateways")
     client = testbed.one("wan_clients")
     target = testbed.one("lan_servers")
     target_address = testbed.address(target, "lan")
     route = testbed.host(client).run_expect([0], "ip -4 route get %s", target_address).stdout
     assert "via %s " % testbed.address(gateway, "wan") in route, route
-    with testbed.echo_server(target, **{proto: [ECHO_PORT]}):
-        result = testbed.probe(client, proto, target_address, ECHO_PORT)
-    assert result.rc != 0, "WAN client reached %s directly: %s" % (target_address, result.stdout)
+    with testbed.echo_server(target, **{proto: [ECHO_PORT]}), testbed.forward_counter(
+            gateway, testbed.address(client, "wan"), target_address, proto, ECHO_PORT) as counter:
+        assert counter.read() == (0, 0)
+        testbed.blocked(client, proto, target_address, ECHO_PORT)
+        arrived, passed = counter.read()
+    assert arrived >= 1 and passed == 0, "forward hook: %d arrived, %d passed" % (arrived, passed)

@@ -3,7 +3,9 @@
 Every expectation comes from the scenario's inventory (the ipmasq_* variables of each gateway),
 none is written here. Each gateway is checked for its backend, its masquerade or SNAT rule, its
 own port forwards, the absence of every other gateway's port forwards, and the final drop of the
-forward chain, which only ipmasq_inbound_policy=drop may add.
+forward chain, which only ipmasq_inbound_policy=drop may add. Traffic through each gateway
+shows the rules at work: its LAN client's connection reaches the WAN host from the masquerade
+or SNAT address, and the WAN host reaches the LAN client only with inbound policy accept.
 """
 
 import os
@@ -14,6 +16,7 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 
 RUNNER = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 GATEWAYS = RUNNER.get_hosts("gateways")
+ECHO_PORT = 7001
 OWN_CHAINS = {"nat": ["IPMASQ-PREROUTING", "IPMASQ-POSTROUTING"], "filter": ["IPMASQ-FORWARD"]}
 BUILTIN_CHAIN = {
     "IPMASQ-PREROUTING": "PREROUTING",
@@ -166,3 +169,52 @@ def test_final_drop_only_with_inbound_policy_drop(testbed, name):
         assert settings["policy"] == "accept"
         assert not [rule for rule in rules if rule.split()[-1] in ("drop", "DROP")], (
             "%s: inbound policy accept, yet a drop: %r" % (name, rules))
+
+
+def _lan_client(testbed, gateway):
+    """(the LAN client on `gateway`'s LAN, that client's address there)."""
+    lans = set(testbed.variables(gateway)["testbed_addresses"]) - {"wan"}
+    found = [(client, testbed.address(client, lan)) for client in testbed.names("lan_clients")
+             for lan in lans if lan in testbed.variables(client)["testbed_addresses"]]
+    assert len(found) == 1, "expected one LAN client behind %s, found %r" % (gateway, found)
+    return found[0]
+
+
+@pytest.mark.parametrize("name", GATEWAYS)
+def test_lan_traffic_leaves_from_the_masquerade_or_snat_address(testbed, name):
+    """The WAN host sees the LAN client's connection come from the gateway's WAN address
+    (masquerade) or from ipmasq_snat_address."""
+    settings = _settings(name)
+    wan_address = testbed.address(name, "wan")
+    if settings["snat"]:
+        assert settings["snat"] != wan_address, (
+            "%s: SNAT to the WAN address itself would look like masquerade" % name)
+    client, _client_address = _lan_client(testbed, name)
+    server = testbed.one("wan_hosts")
+    with testbed.echo_server(server, tcp=[ECHO_PORT]):
+        answered_by, peer, _port = testbed.reply(client, "tcp", testbed.address(server, "wan"), ECHO_PORT)
+    assert (answered_by, peer) == (server, settings["snat"] or wan_address)
+
+
+@pytest.mark.parametrize("name", GATEWAYS)
+def test_unsolicited_wan_traffic_follows_the_inbound_policy(testbed, name):
+    """The WAN host, which routes the LAN via the gateway, reaches the LAN client with inbound
+    policy accept (the client sees the WAN host's own address); with drop the probe times out
+    and the gateway's forward hook counted the packets arriving and none passing."""
+    settings = _settings(name)
+    client, client_address = _lan_client(testbed, name)
+    wan_host = testbed.one("wan_hosts")
+    wan_host_address = testbed.address(wan_host, "wan")
+    with testbed.echo_server(client, tcp=[ECHO_PORT]), testbed.forward_counter(
+            name, wan_host_address, client_address, "tcp", ECHO_PORT) as counter:
+        if settings["policy"] == "accept":
+            answered_by, peer, _port = testbed.reply(wan_host, "tcp", client_address, ECHO_PORT)
+            assert (answered_by, peer) == (client, wan_host_address)
+        else:
+            assert settings["policy"] == "drop"
+            testbed.blocked(wan_host, "tcp", client_address, ECHO_PORT)
+        arrived, passed = counter.read()
+    expected_passed = arrived if settings["policy"] == "accept" else 0
+    assert arrived >= 1 and passed == expected_passed, (
+        "%s (inbound policy %s): forward hook: %d arrived, %d passed"
+        % (name, settings["policy"], arrived, passed))

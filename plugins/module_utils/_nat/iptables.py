@@ -40,6 +40,8 @@ TOOLS = {4: "iptables-restore", 6: "ip6tables-restore"}
 LOOKUPS = False  # no lookup tables: every forward is a rule (see rules.to_rules)
 _BY_NAME = dict((v[1], k) for k, v in CHAINS.items())
 _BUILTIN = dict(((v[0], v[2]), k) for k, v in CHAINS.items())
+# ``iptables-save -c`` puts the packet and byte counters in front of each rule
+_COUNTERS = re.compile(r"^\[[0-9]+:[0-9]+\]$")
 
 # Chains where admins keep their own forward policy (Docker's DOCKER-USER, ufw's user rules
 # behind ufw-before-forward): our FORWARD jump goes after the last jump to one of them, so
@@ -349,9 +351,13 @@ def parse_rule(chain, args):
         elif opt == "--reject-with":
             pass
         elif opt in ("-c", "--set-counters"):
+            if not (val or "").isdigit() or not args[i:i + 1] or not args[i].isdigit():
+                raise r.ParseError("%s needs two numbers, packets and bytes" % opt)
             i += 1
         else:
             raise _Unknown(args)
+        if val is None:  # a known option at the very end of the line, without its value
+            raise r.ParseError("%s has no value: the line is cut short" % opt)
         neg = False
     if "verdict" not in f:
         raise _Unknown(args)
@@ -395,7 +401,12 @@ def parse_save(text, family, builtins=False):
                 present.add(_BY_NAME[name])
             continue
         words = [word for word in line.split(" ") if word]
-        if words[0] in ("iptables", "ip6tables"):
+        if words[0].startswith("["):  # iptables-save -c: [packets:bytes] first
+            if not _COUNTERS.match(words[0]):
+                raise r.ParseError("line %d: packet and byte counters cut short: %s"
+                                   % (number, line[:200]))
+            words = words[1:]
+        if words and words[0] in ("iptables", "ip6tables"):
             table = words[words.index("-t") + 1] if "-t" in words[:3] else "filter"
             words = words[3:] if words[1:2] == ["-t"] else words[1:]
         if len(words) < 2 or words[0] not in ("-A", "--append", "-I", "--insert"):
@@ -412,6 +423,8 @@ def parse_save(text, family, builtins=False):
             args = shlex.split(line) if any(c in line for c in "\"'\\\t") else words
         except ValueError as exc:
             raise r.ParseError("line %d: %s: %s" % (number, exc, line[:200]))
+        if args[0].startswith("["):
+            args = args[1:]  # the counters, checked above
         if args[0] in ("iptables", "ip6tables"):
             args = args[3:] if args[1:2] == ["-t"] else args[1:]
         rest = args[2:]
@@ -429,6 +442,8 @@ def parse_save(text, family, builtins=False):
             continue
         try:
             rule = parse_rule(chain, rest)
+        except r.ParseError as exc:
+            raise r.ParseError("line %d: %s: %s" % (number, exc, line[:200]))
         except (_Unknown, AttributeError, IndexError, ValueError):
             rule = r.Rule(chain, verdict="unknown", comment=line)
         chains[chain].append(rule)

@@ -544,7 +544,9 @@ def _split(text):
 def _text_elements(text):
     """``"eth0" . tcp . 8080 comment "web" : 192.168.10.5 . 80, ...`` -> elements."""
     toks, out, i = _split(text), {}, 0
-    while i + 8 < len(toks) + 1 and i < len(toks):
+    while i < len(toks):
+        if len(toks) - i < 9:  # a whole element is at least 9 words
+            raise r.ParseError("cannot read map element from %r: cut short" % " ".join(toks[i:]))
         iif, proto, port = toks[i], toks[i + 2], toks[i + 4]
         i += 5
         comment = None
@@ -632,6 +634,9 @@ def parse_text(text):
             except (_Unknown, ValueError, TypeError):
                 rule = r.Rule(chain, verdict="unknown", comment=line)
             state.chains.setdefault(chain, []).append(rule)
+    if pending is not None:
+        raise r.ParseError("map %s: the element list never ends (%s)" % (
+            block, "a quote is not closed" if quoted else "no closing brace"))
     return state._replace(objects=frozenset(objects))
 
 

@@ -3,11 +3,13 @@
 ``plan.run`` gets a stand-in for AnsibleModule. Only the Host methods that reach the machine are
 replaced: ``read`` returns a State built here, ``apply`` records the commands and moves that
 State the way the kernel would, ``write_files``/``conntrack_delete`` record, and ``lock`` and
-``persist_changes`` (a file lock in /run, files in /etc) work on memory.
+``persist_changes`` (a file lock in /run, files in /etc) work on memory. ``Host.restore`` is
+the real one, on top of these.
 """
 import contextlib
 import copy
 import json
+import re
 
 import pytest
 import yaml
@@ -80,6 +82,7 @@ class FakeHost:
             return "/usr/sbin/" + name
         assert not required, "the module would fail here: %s is missing" % name
         return None
+        self.half_applied = None  # the state a failed apply left behind
 
     def read(self, _host, backend):
         self.calls.append(("read", backend))
@@ -87,10 +90,15 @@ class FakeHost:
 
     def apply(self, _host, backend, commands):
         self.calls.append(("apply", backend, list(commands)))
-        if commands and self.fail_apply:
-            self.fail_apply -= 1
-            raise host.HostError("nft -f (apply) failed (rc=1): Error: injected")
         codec = CODECS[backend]
+        if commands and self.fail_apply:
+            # Fail half way, the way ip6tables-restore fails after iptables-restore went in:
+            # what was applied stays applied, and only a restore takes it back.
+            self.fail_apply -= 1
+            self.states[backend] = apply_commands(codec, self.states[backend],
+                                                  commands[:max(1, len(commands) // 2)])
+            self.half_applied = self.states[backend]
+            raise host.HostError("apply failed (rc=1): Error: injected")
         self.states[backend] = apply_commands(codec, self.states[backend], commands)
 
     def persist_changes(self, _host, files):
@@ -351,14 +359,23 @@ def test_gathered_reads_what_the_kernel_printed(machine):
     assert machine.changing_calls() == []
 
 
-def test_a_failed_apply_restores_and_reports(machine):
+@pytest.mark.parametrize("backend", sorted(CODECS))
+@pytest.mark.parametrize("have", [None, {"masquerade": CONFIG["masquerade"],
+                                         "forward": CONFIG["forward"][:1]}],
+                         ids=["from-nothing", "from-rules"])
+def test_a_failed_apply_restores_and_reports(machine, backend, have):
+    codec = CODECS[backend]
+    if have:
+        machine.states[backend] = reparse(codec, state_of(codec, have))
+    before = machine.states[backend]
     machine.fail_apply = 1
-    before = machine.states["nftables"]
-    result = run(config=CONFIG)
+    result = run(backend=backend, config=CONFIG)
     assert result["failed"] is True and result["changed"] is False
     assert result["msg"].startswith("apply failed, previous rules left in place:")
     assert "injected" in result["msg"]
-    assert machine.states["nftables"] == before
+    # the failed apply did change the host; the restore took it back
+    assert machine.half_applied is not None and machine.half_applied != before
+    assert machine.states[backend] == before
     assert not any(c[0] in ("write_files", "conntrack_delete") for c in machine.calls)
 
 
@@ -473,3 +490,8 @@ def _compare(doc, spec, where):
 
 def test_documentation_matches_the_argument_spec():
     _compare(_doc_options(), argspec.ARGUMENT_SPEC, "options")
+
+
+def test_documented_helpers_are_the_ones_the_model_accepts():
+    text = _doc_options()["config"]["suboptions"]["helpers"]["suboptions"]["helper"]["description"]
+    assert re.findall(r"V\(([^)]+)\)", text) == sorted(model.HELPER_PROTOCOLS)

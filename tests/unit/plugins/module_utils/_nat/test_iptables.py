@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables, plan, rules
 
 from nat_helpers import (
-    Refused, configs_and_addresses, fixture_addresses, fixture_config, fixture_text,
-    iptables_apply, kinds_differ, reparse, ruleset_of, state_of)
+    CAPTURED, Refused, configs, configs_and_addresses, fixture_addresses, fixture_config,
+    fixture_text, iptables_apply, kinds_differ, reparse, ruleset_of, state_of)
 
 CONFIG = {
     "masquerade": [{"source": "192.168.10.0/24", "out_interface": "ppp0", "comment": "office"},
@@ -125,7 +125,7 @@ def test_round_trip_through_iptables_restore_text(config_and_addresses):
 
 # ---------------------------------------------------------------- real kernel output
 
-@pytest.mark.parametrize("name", ["gateway", "icmpv6", "v6-prefix32"])
+@pytest.mark.parametrize("name", CAPTURED)
 def test_kernel_dump_reads_back_as_the_model_that_made_it(name):
     ruleset = ruleset_of(fixture_config(name))
     want = plan.want_state(iptables, ruleset, fixture_addresses(name))
