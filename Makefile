@@ -19,7 +19,7 @@ TARBALL := $(BUILD)/dist/ipmasq-gateway-$(VERSION).tar.gz
 # openssh-client: the Molecule scenario `lockout` reaches its gateway over SSH; ipset: the
 # iptables backend keeps the addresses a hairpin forward matches in an ipset.
 APT_PACKAGES := podman runc netavark debootstrap debian-archive-keyring nftables iptables \
-	ipset conntrack iproute2 python3-venv git shellcheck ca-certificates \
+	ipset conntrack iproute2 procps python3-venv git shellcheck ca-certificates \
 	openssh-client
 
 export PATH := $(VENV)/bin:$(PATH)
