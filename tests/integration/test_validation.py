@@ -55,7 +55,9 @@ BAD_INPUTS += [
     ({"masquerade": [dict(MASQ, comment="two\nlines")]},
      ["masquerade[0].comment", "control", got("two\nlines")]),
     ({"masquerade": [dict(MASQ, comment='say "hi"')]}, ["masquerade[0].comment", got('say "hi"')]),
-    ({"masquerade": [dict(MASQ, comment="c" * 129)]}, ["masquerade[0].comment", "128", got("c" * 129)]),
+    # a long value is echoed cut to 100 characters, with its length
+    ({"masquerade": [dict(MASQ, comment="c" * 129)]},
+     ["masquerade[0].comment", "128", "(got '%s... (131 characters))" % ("c" * 99)]),
     ({"masquerade": [MASQ, dict(MASQ, comment="again")]}, ["masquerade[1]", "duplicate", "wan0"]),
     ({"snat": [{"source": "192.168.77.0/24", "out_interface": "wan0"}]}, ["snat[0].to_address", "required"]),
     ({"snat": [dict(SNAT, to_address="224.0.0.1")]}, ["snat[0].to_address", got("224.0.0.1")]),
