@@ -76,15 +76,8 @@ def set_name(family, interface):
 
 
 def set_interface(name, family=None):
-    """The interface an ipset name carries (None when the name is not one of ours, or is of
-    another family than ``family``)."""
-    match = _IPSET_NAME.match(name)
-    if not match or (family is not None and int(match.group(1)) != family):
-        return None
-    try:
-        return r.check_token("local_if", match.group(2))
-    except r.RenderError:
-        return None
+    """The interface a set name carries (see rules.interface_of_set)."""
+    return r.interface_of_set(_IPSET_NAME, name, family)
 
 
 # ---------------------------------------------------------------- render

@@ -92,6 +92,19 @@ def check_token(field, value):
     return value
 
 
+def interface_of_set(pattern, name, family=None):
+    """The interface a hairpin set's name carries, by the backend's naming ``pattern`` (a
+    regex whose groups are the family and the interface); None when the name is not one
+    of ours, or is of another family than ``family``."""
+    match = pattern.match(name)
+    if not match or (family is not None and int(match.group(1)) != family):
+        return None
+    try:
+        return check_token("local_if", match.group(2))
+    except RenderError:
+        return None
+
+
 def check_rule(rule):
     """``rule`` if every field is safe to render; raises RenderError.
 
