@@ -127,6 +127,12 @@ class Host:
         except rules.ParseError as exc:
             raise HostError("ip -j addr show: %s" % exc)
 
+    @staticmethod
+    def missing_interfaces(names):
+        """The names of ``names`` that no network interface here has (yet)."""
+        return [name for name in names
+                if "/" in name or not os.path.exists(os.path.join("/sys/class/net", name))]
+
     def require_tools(self, backend, state):
         """Fail before any change when ``state`` needs a tool the host lacks."""
         if backend == "iptables" and iptables.address_sets(state) and \

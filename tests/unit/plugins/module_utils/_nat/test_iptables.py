@@ -125,7 +125,7 @@ def test_round_trip_through_iptables_restore_text(config_and_addresses):
 
 # ---------------------------------------------------------------- real kernel output
 
-@pytest.mark.parametrize("name", ["gateway", "icmpv6", "v6-prefix32"])
+@pytest.mark.parametrize("name", ["gateway", "icmpv6", "v6-prefix32", "input"])
 def test_kernel_dump_reads_back_as_the_model_that_made_it(name):
     ruleset = ruleset_of(fixture_config(name))
     want = plan.want_state(iptables, ruleset, fixture_addresses(name))
@@ -169,6 +169,18 @@ def test_hand_typed_builtin_rules_count_only_with_builtins():
     expected = {"masquerade": [{"source": "192.168.0.0/24", "out_interface": "ppp0"}]}
     assert ruleset == ruleset_of(expected)
     assert foreign == []
+
+
+def test_a_hand_made_gateways_input_rules_are_not_read_as_ours():
+    """Migrating a hand-made gateway reads its NAT and FORWARD rules; its INPUT rules
+    protect the host, which the model does not describe, so they stay the admin's."""
+    text = ("*nat\n-A POSTROUTING -s 192.168.0.0/24 -o ppp0 -j MASQUERADE\nCOMMIT\n"
+            "*filter\n-A INPUT -i lo -j ACCEPT\n-A INPUT -i ppp0 -m state --state NEW -j DROP\n"
+            "COMMIT\n")
+    ruleset, foreign = plan.read_model(iptables, iptables.parse(text, builtins=True))
+    assert foreign == [] and ruleset["input"] == ()
+    assert ruleset["masquerade"] == ruleset_of({"masquerade": [
+        {"source": "192.168.0.0/24", "out_interface": "ppp0"}]})["masquerade"]
 
 
 def test_options_we_do_not_write_make_an_unknown_rule():

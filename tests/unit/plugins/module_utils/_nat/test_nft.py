@@ -143,12 +143,27 @@ def test_kernel_dump_with_an_apostrophe_in_a_comment(dump):
     assert (got, foreign) == (ruleset, [])
 
 
+@pytest.mark.parametrize("name", ["icmpv6", "input"])
 @pytest.mark.parametrize("dump", NFT_DUMPS)
-def test_kernel_dump_of_an_icmpv6_rule(dump):
-    ruleset = ruleset_of(fixture_config("icmpv6"))
-    state = nft.parse(fixture_text("icmpv6.%s" % dump))
+def test_kernel_dump_of_icmp_and_input_rules(name, dump):
+    ruleset = ruleset_of(fixture_config(name))
+    state = nft.parse(fixture_text("%s.%s" % (name, dump)))
     assert plan.read_model(nft, state) == (ruleset, [])
     assert nft.render_changes(state, plan.want_state(nft, ruleset)) == []
+
+
+def test_the_input_chain_exists_only_while_it_has_rules():
+    without = plan.want_state(nft, ruleset_of({"masquerade": [
+        {"source": "192.168.10.0/24", "out_interface": "ppp0"}]}))
+    assert ("chain", "input") not in without.objects
+    assert "chain input" not in nft.render_full(without)
+    with_input = plan.want_state(nft, ruleset_of(fixture_config("input")))
+    assert ("chain", "input") in with_input.objects
+    # going back: the rules go, then the chain (the kernel refuses to delete a full one)
+    assert nft.render_changes(with_input, without)[-2:] == [
+        "flush chain inet ipmasq input", "delete chain inet ipmasq input"]
+    assert nft.render_changes(without, with_input)[0] == (
+        "add chain inet ipmasq input { %s }" % nft.CHAIN_TYPES["input"])
 
 
 # ---------------------------------------------------------------- helpers
