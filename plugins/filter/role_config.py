@@ -15,7 +15,8 @@ description:
   - Checks every C(ipmasq_*) variable and returns the configuration for the
     M(ipmasq.gateway.nat_rules) and M(ipmasq.gateway.nat_kernel) modules. It runs on the
     controller, so bad input fails before the host changes.
-  - An error names the variable and the entry, for example
+  - >-
+    An error names the variable and the entry, for example
     C(ipmasq_port_forwards[2].port: ports must be between 1 and 65535 (got 70000)).
   - A variable that starts with C(ipmasq_) but that no role reads (a typo) is an error that
     names the closest known variable.
@@ -31,7 +32,8 @@ options:
     required: true
   errors:
     description:
-      - V(raise) fails the task. V(return) returns C({error: message}) instead, so that a
+      - >-
+        V(raise) fails the task. V(return) returns C({error: message}) instead, so that a
         following task can report it once, in plain words.
     type: str
     choices: [raise, return]

@@ -270,6 +270,27 @@ class Host:
                 raise HostError("removing %s failed: %s" % (path, exc))
 
     @staticmethod
+    def list_dir(path):
+        """The names in directory ``path`` ([] when it does not exist)."""
+        try:
+            return sorted(os.listdir(path))
+        except (IOError, OSError):
+            return []
+
+    @staticmethod
+    def remove_empty_dir(path):
+        """Remove directory ``path`` if it is empty; False when it holds anything."""
+        try:
+            os.rmdir(path)
+        except (IOError, OSError) as exc:
+            if exc.errno == errno.ENOENT:
+                return True
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise HostError("removing %s failed: %s" % (path, exc))
+        return True
+
+    @staticmethod
     def read_file(path):
         """A file's text, or None when it does not exist."""
         return _read(path)
