@@ -112,6 +112,10 @@ class Host:
             return "nftables"
         return "iptables"
 
+    def has_backend(self, backend):
+        """Whether the host has the tool that reads ``backend``'s rules."""
+        return bool(self._bin(TOOLS[backend][0], required=False))
+
     def codec(self, backend):
         return nft if backend == "nftables" else iptables
 

@@ -124,6 +124,12 @@ def run(module):
         host = Host(module)
         backend = host.resolve_backend(p["backend"])
         codec = CODECS[backend]
+        if state == "deleted" and not host.has_backend(backend):
+            # Without its tools a backend holds no rules of ours: nothing to delete.
+            empty = m.empty_ruleset()
+            return {"changed": False, "backend": backend, "commands": [], "persisted": [],
+                    "summary": diff.summary(empty, empty), "persist_files": {},
+                    "conntrack_deleted": []}
         with host.lock():
             have_state = host.read(backend)
             if state == "gathered":
