@@ -100,8 +100,8 @@ def _move_wan_address(lab, old, new):
     lab.gw.ip("addr", "add", new + "/24", "dev", "wan0")
 
 
-def test_a_changed_wan_address_is_refilled_by_the_script_and_by_the_module(gateway, nat, backend,
-                                                                         refresh_script):
+def test_a_changed_wan_address_is_refilled_by_the_script_and_by_the_module(
+        gateway, nat, backend, refresh_script):
     lab = gateway
     config = {"masquerade": scenarios.MASQUERADE, "port_forwards": [_forward()]}
     _apply(nat, config)

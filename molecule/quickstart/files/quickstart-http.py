@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """A tiny HTTP server that answers every GET with "<name> <client address>".
 
 In the quickstart scenario it stands in for ifconfig.me (on the WAN host) and for the two

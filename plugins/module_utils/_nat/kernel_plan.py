@@ -55,8 +55,8 @@ def _check(params):
                        else boot["files"] or {})
         if given != sorted(wanted):
             return ("boot_unit.files: the %s backend needs %s (got %r); pass the persist_files "
-                    "that nat_rules returned" % (boot["backend"], " and ".join(wanted),
-                                                  boot["files"]))
+                    "that nat_rules returned"
+                    % (boot["backend"], " and ".join(wanted), boot["files"]))
     return None
 
 
