@@ -12,6 +12,14 @@ COLLECTION_LINK := $(BUILD)/collections/ansible_collections/ipmasq/gateway
 SANITY_ROOT := $(BUILD)/sanity/ansible_collections/ipmasq/gateway
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 TARBALL := $(BUILD)/dist/ipmasq-gateway-$(VERSION).tar.gz
+# `make build` needs ansible-core alone: a virtualenv of its own with the pinned version,
+# from wheels kept in .cache/wheels (which `make clean` keeps), so it builds offline too.
+ANSIBLE_CORE := $(shell sed -n 's/^ansible-core==//p' requirements.txt)
+BUILD_VENV := $(BUILD)/build-venv
+WHEELS := $(CURDIR)/.cache/wheels
+# What the tarball must not hold (galaxy.yml's build_ignore); build-check looks for them.
+NOT_PACKAGED := tests molecule benchmarks images scripts docs/benchmarks.png .config .ci \
+	Makefile containers.conf requirements.in requirements.txt
 
 # Debian packages the targets need. python3-venv: `venv` and ansible-test's own virtualenvs;
 # netavark: static addresses and interface names on podman networks; debian-archive-keyring:
@@ -42,8 +50,8 @@ SCENARIOS := $(if $(filter command line,$(origin SCENARIO)),$(SCENARIO),$(ALL_SC
 # missing); without it they fail. `make test` refuses it: every layer must run there.
 ALLOW_SKIP_VAR := IPMASQ_ALLOW_SKIP
 
-.PHONY: help deps venv collection-link image lint sanity unit integration molecule build build-check \
-	test preflight prerequisites lab lab-down bench clean clean-all
+.PHONY: help deps venv build-venv collection-link image lint sanity unit integration molecule build \
+	build-check test preflight prerequisites lab lab-down bench clean clean-all
 
 help:
 	@echo "make lab          build the NAT gateway lab in containers and prove NAT with traffic (lab-down removes it)"
@@ -51,7 +59,7 @@ help:
 	@echo "make molecule     all Molecule scenarios, or one: make molecule SCENARIO=default"
 	@echo "make deps|venv|image|collection-link   install apt packages | .venv | test image | collection symlink"
 	@echo "make lint|sanity|unit|integration       single test layers"
-	@echo "make build        collection tarball in .build/dist (build-check also installs it)"
+	@echo "make build        collection tarball in .build/dist, with ansible-core alone (build-check also installs it)"
 	@echo "make bench [QUICK=1]   benchmarks"
 	@echo "make clean | clean-all   remove build output | also .venv and test images"
 
@@ -106,18 +114,40 @@ sanity: deps venv
 	cp scripts/ansible-test-get-pip.py "$$cache/get_pip_$${pip_version//./_}.py"
 	cd $(SANITY_ROOT) && ANSIBLE_TEST_CONTENT_ROOT=$(SANITY_ROOT) ansible-test sanity --python 3.11 --color no
 
-build: venv
-	ansible-galaxy collection build --force --output-path $(BUILD)/dist
+build-venv: $(BUILD_VENV)/.stamp
+$(BUILD_VENV)/.stamp: requirements.txt
+	@[ -x $(BUILD_VENV)/bin/python ] || python3 -m venv $(BUILD_VENV)
+	@pip="$(BUILD_VENV)/bin/pip --quiet --disable-pip-version-check"; \
+	$$pip install --no-index --find-links $(WHEELS) "ansible-core==$(ANSIBLE_CORE)" 2>/dev/null || { \
+		echo "build-venv: fetching ansible-core $(ANSIBLE_CORE) into $(WHEELS)"; \
+		$$pip download -d $(WHEELS) "ansible-core==$(ANSIBLE_CORE)" && \
+		$$pip install --no-index --find-links $(WHEELS) "ansible-core==$(ANSIBLE_CORE)"; }
+	@touch $@
 
-# Install the tarball the way users do. --offline --no-deps: Galaxy (for ansible.posix) is unreachable.
+build: build-venv
+	$(BUILD_VENV)/bin/ansible-galaxy collection build --force --output-path $(BUILD)/dist
+
+# Install the tarball the way users do, with ansible-core alone. --offline --no-deps: Galaxy
+# is unreachable (and the collection depends on no other). The tarball must hold none of
+# NOT_PACKAGED.
 build-check: build
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	export ANSIBLE_COLLECTIONS_PATH="$$tmp"; \
+	export ANSIBLE_COLLECTIONS_PATH="$$tmp" PATH="$(BUILD_VENV)/bin:$$PATH"; \
+	listing=$$(tar -tzf $(TARBALL)); \
+	for entry in $(NOT_PACKAGED); do \
+		if grep -qE "^(\./)?$$entry(/|$$)" <<<"$$listing"; then \
+			echo "build-check: $$entry is in the tarball (galaxy.yml build_ignore)"; exit 1; fi; \
+	done; \
+	echo "build-check: $$(wc -l <<<"$$listing") entries, $$(du -k $(TARBALL) | cut -f1) KiB, none of: $(NOT_PACKAGED)"; \
 	ansible-galaxy collection install --offline --no-deps -p "$$tmp" $(TARBALL); \
 	test -f "$$tmp/ansible_collections/ipmasq/gateway/MANIFEST.json"; \
+	test -f "$$tmp/ansible_collections/ipmasq/gateway/playbooks/remove.yml"; \
 	ansible-galaxy collection list ipmasq.gateway; \
 	ansible-doc --list ipmasq.gateway; \
-	ansible-doc --list --type role ipmasq.gateway
+	ansible-doc --list --type role ipmasq.gateway; \
+	ansible-doc ipmasq.gateway.nat_rules >/dev/null; \
+	ansible-doc ipmasq.gateway.nat_kernel >/dev/null; \
+	ansible-doc --type filter ipmasq.gateway.role_config >/dev/null
 
 # pytest.ini prints every skip (-rs); tests/conftest.py fails a run in which no test ran.
 unit: venv collection-link

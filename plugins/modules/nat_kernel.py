@@ -14,13 +14,18 @@ version_added: 1.1.0
 description:
   - Switches on IP forwarding and sets the connection tracking table size and timeouts,
     live and in a sysctl.d file, in one module run. Only what differs is changed.
-  - With O(boot_unit), installs and enables C(ipmasq.service). At boot it switches
+  - >-
+    With O(boot_unit), installs and enables C(ipmasq.service). At boot it switches
     forwarding off, loads the ruleset that M(ipmasq.gateway.nat_rules) persisted (only
     complete files, each ending with the marker line that the module writes last), and
     only then switches forwarding on. A ruleset that does not load leaves the host not
     forwarding (fail closed).
   - Forwarding is therefore never written to the sysctl.d file. Run this module after
     M(ipmasq.gateway.nat_rules), so that forwarding goes on once the rules are in place.
+  - The first time it manages a sysctl, the module records the value the host had, as a
+    comment in its sysctl file. O(state=absent) puts those values back.
+  - O(state=absent) removes what the module and M(ipmasq.gateway.nat_rules) put on the
+    host besides the rules; C(playbooks/remove.yml) runs it and then removes the rules.
   - The roles of this collection call it; see the C(forwarding) and C(gateway) roles.
 author:
   - ipmasq.gateway contributors (@ipmasq)
@@ -36,6 +41,23 @@ attributes:
     platforms: posix
     support: full
 options:
+  state:
+    description:
+      - V(present) sets the sysctls, writes the sysctl file and, with O(boot_unit), the boot unit.
+      - V(absent) undoes that, and ignores the other options. It first puts back every sysctl
+        it recorded, IPv4 forwarding first. Without a record of that one, forwarding is
+        switched off, with a warning, because a host without the NAT rules must not route
+        into its LAN. Then
+        it disables and stops C(ipmasq.service) and C(ipmasq-refresh.service) and removes
+        their unit files, the refresh script C(/usr/local/sbin/ipmasq-refresh) and its
+        PPP and dhclient hooks, the sysctl files in C(/etc/sysctl.d) and C(/run/sysctl.d),
+        the rulesets that M(ipmasq.gateway.nat_rules) persisted in C(/etc/ipmasq) (of both
+        backends) and that directory when nothing else is in it. The rules themselves stay;
+        remove them with M(ipmasq.gateway.nat_rules) and O(ipmasq.gateway.nat_rules#module:state=deleted),
+        after this module, so that forwarding is off before the inbound drop goes.
+    type: str
+    choices: [present, absent]
+    default: present
   ipv6_forwarding:
     description:
       - Also switch on IPv6 forwarding (C(net.ipv6.conf.all.forwarding)), live and at boot.
@@ -95,6 +117,17 @@ EXAMPLES = r"""
     boot_unit:
       backend: "{{ rules.backend }}"
       files: "{{ rules.persist_files }}"
+
+- name: Undo - sysctls as they were, no boot unit, no files of ours
+  ipmasq.gateway.nat_kernel:
+    state: absent
+
+- name: Then the rules of both backends, without writing a boot file again
+  ipmasq.gateway.nat_rules:
+    state: deleted
+    backend: "{{ item }}"
+    persist: false
+  loop: [nftables, iptables]
 """
 
 RETURN = r"""
@@ -104,16 +137,24 @@ sysctl:
   type: dict
   sample: {"net.ipv4.ip_forward": {"before": "0", "after": "1"}}
 files:
-  description: The files written (or, in check mode, that would be).
+  description: The files written (or, in check mode, that would be); with O(state=absent), removed.
   returned: always
   type: list
   elements: str
   sample: ["/etc/sysctl.d/90-ipmasq.conf", "/etc/systemd/system/ipmasq.service"]
 unit:
-  description: The boot unit's path, and whether it was written or enabled now.
+  description:
+    - The boot unit's path, and whether it was written or enabled now.
+    - With O(state=absent), C(disabled_now) lists the units that were disabled and stopped.
   returned: always
   type: dict
   sample: {"path": "/etc/systemd/system/ipmasq.service", "enabled": true, "changed": false}
+changes:
+  description: Each change in a line, for a short plan in check mode.
+  returned: always
+  type: list
+  elements: str
+  sample: ["~ net.ipv4.ip_forward: 1 -> 0", "~ disable ipmasq.service", "~ remove /etc/ipmasq/ipmasq.nft"]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -121,6 +162,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import kernel_plan
 
 ARGUMENT_SPEC = {
+    "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
     "ipv6_forwarding": {"type": "bool", "default": False},
     "conntrack_max": {"type": "int"},
     "conntrack_timeouts": {"type": "dict", "default": {}},

@@ -15,8 +15,9 @@ description:
   - Computes the difference between the wanted NAT and forward rules and the rules on the
     host, and applies it in one transaction on nftables or iptables. A second run with the
     same input changes nothing and returns an empty RV(commands).
-  - Touches only its own table or chains; rules of Docker, firewalld, fail2ban,
-    kube-proxy or anyone else are never read, changed or flushed.
+  - Touches only its own table or chains (C(table inet ipmasq); the C(IPMASQ-*) chains
+    with iptables); rules of Docker, firewalld, fail2ban, kube-proxy or anyone else are
+    never read, changed or flushed.
   - Every input is validated before the host is contacted. An error names the entry,
     the field and the value, and nothing on the host changes.
   - A failed apply leaves the previous ruleset in place.
@@ -259,7 +260,61 @@ options:
           port:
             description: Port (or range) the helper is attached to. Required.
             type: raw
+      input:
+        description:
+          - Traffic to the gateway itself (its SSH, VPN or web server) that an interface
+            lets in. Without entries for an interface, the module does not filter what
+            reaches the gateway by it.
+          - Listing an entry for an interface turns filtering on there, as appliance
+            firewalls do on their WAN side. By that interface the gateway then accepts
+            replies to its own connections (C(ct state established,related)), the listed
+            traffic and ICMPv6 (IPv6 needs it to find its neighbours, RFC 4890), and drops
+            everything else. Other interfaces stay unfiltered, and forwarded traffic is
+            not affected (see O(config.forward)).
+          - The rules live in the chain C(input) of C(table inet ipmasq), declared only
+            while it has rules, or in the chain C(IPMASQ-INPUT) of the C(filter) table
+            with one jump from C(INPUT). With iptables, C(ip6tables) gets them only when
+            the ruleset holds IPv6 rules too.
+          - Connections that are established stay up when their entry goes away.
+          - Identity is (in_interface, protocol, port, source); V(tcp_udp) stands for two entries.
+          - Leaving out the port of the SSH session that manages the gateway cuts the
+            controller off; use O(rollback_timeout).
+        type: list
+        elements: dict
+        suboptions:
+          in_interface:
+            description: Interface the traffic comes in by. Required.
+            type: str
+          protocol:
+            description: Protocol to let in; V(icmp) is IPv4's (ping), and takes no port.
+            type: str
+            choices: [tcp, udp, tcp_udp, icmp]
+            default: tcp
+          port:
+            description: Port, or range C(5000-5010), on the gateway. Required except for V(icmp).
+            type: raw
+          source:
+            description: Only from this network (CIDR).
+            type: str
+          comment:
+            description: Free text kept with the rule.
+            type: str
 notes:
+  - IP forwarding must be on for the rules to carry traffic between interfaces; this
+    module does not switch it on. Use M(ipmasq.gateway.nat_kernel) (as the
+    P(ipmasq.gateway.gateway#role) and P(ipmasq.gateway.forwarding#role) roles do), or
+    set C(net.ipv4.ip_forward=1) (and C(net.ipv6.conf.all.forwarding=1) for IPv6) with
+    C(sysctl) yourself.
+  - O(persist=true) writes the owned ruleset to C(/etc/ipmasq/). Nothing loads those files
+    at boot but the unit C(ipmasq.service), which M(ipmasq.gateway.nat_kernel) installs with
+    its O(ipmasq.gateway.nat_kernel#module:boot_unit) option (the
+    P(ipmasq.gateway.gateway#role) and P(ipmasq.gateway.forwarding#role) roles do that).
+    Without that unit the rules are gone after a reboot.
+  - The gateway's own services (its SSH, DNS or web interface) are not filtered unless
+    O(config.input) lists entries for the interface they are reached by.
+  - An interface named in O(config) that does not exist on the host gets a warning, not an
+    error (a PPP or VPN link may come up later); the rules that name it match nothing
+    until it does.
   - On iptables-legacy hosts the C(--test) check of C(iptables-restore) is strong; on
     iptables-nft hosts the kernel is the final check, and a rejected transaction still
     changes nothing.
@@ -344,9 +399,19 @@ EXAMPLES = r"""
     confirm_token: "{{ change.rollback_token }}"
   when: change.rollback_token is defined
 
-- name: Remove everything this collection manages on the host
+- name: Protect the gateway itself on ppp0 - SSH from one network, WireGuard from anywhere
+  ipmasq.gateway.nat_rules:
+    state: replaced
+    rollback_timeout: 30
+    config:
+      input:
+        - {in_interface: ppp0, protocol: tcp, port: 22, source: 198.51.100.0/24}
+        - {in_interface: ppp0, protocol: udp, port: 51820}
+
+- name: Remove every rule of ours (playbooks/remove.yml also removes the files and boot unit)
   ipmasq.gateway.nat_rules:
     state: deleted
+    persist: false
 """
 
 RETURN = r"""
@@ -362,7 +427,7 @@ before:
       a large ruleset stays small; O(state=gathered) reads the rules, RV(summary) counts them.
   returned: when O(state) is merged, replaced, overridden or deleted, and the task changes something or diff mode is on
   type: dict
-  sample: {masquerade: [], snat: [], port_forwards: [], forward: [], helpers: []}
+  sample: {masquerade: [], snat: [], port_forwards: [], forward: [], helpers: [], input: []}
 after:
   description:
     - The owned rules after the run (in check mode, the predicted ones). When a change made
@@ -376,6 +441,7 @@ after:
     port_forwards: []
     forward: []
     helpers: []
+    input: []
 commands:
   description:
     - The exact script applied (C(nft -f) input, or C(iptables-restore --noflush) input

@@ -264,6 +264,13 @@ class Lab:
                       check=False, timeout=timeout + 15)
         return Probe(proc)
 
+    @staticmethod
+    def ping(ns, host, timeout=1.0):
+        """One ICMP echo request from ``ns`` (IPv4, a raw socket: the machine has no ping
+        command); True when the reply came within ``timeout`` seconds."""
+        proc = ns.run(sys.executable, "-c", _PING, host, timeout, check=False, timeout=timeout + 15)
+        return proc.returncode == 0
+
     # -- teardown -----------------------------------------------------
     def destroy(self):
         for proc in self.servers:
@@ -282,6 +289,30 @@ class Lab:
             run(["ip", "netns", "del", name], check=False)
         self.created = []
         self.servers = []
+
+
+_PING = """
+import os, select, socket, struct, sys, time
+host, timeout = sys.argv[1], float(sys.argv[2])
+ident = os.getpid() & 0xFFFF
+def checksum(data):
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+header = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"ipmasq-ping!"
+packet = header[:2] + struct.pack("!H", checksum(header)) + header[4:]
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+sock.sendto(packet, (host, 0))
+deadline = time.monotonic() + timeout
+while time.monotonic() < deadline:
+    if not select.select([sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        break
+    data, peer = sock.recvfrom(2048)
+    icmp = data[(data[0] & 0x0F) * 4:]
+    if peer[0] == host and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
+        sys.exit(0)
+sys.exit(1)
+"""
 
 
 def _ports(ss_output):

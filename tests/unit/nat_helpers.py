@@ -236,13 +236,33 @@ helper_entries = st.sampled_from(sorted(model.HELPER_PROTOCOLS)).flatmap(
         optional={"protocol": st.sampled_from(model.HELPER_PROTOCOLS[name])}))
 
 
+_input_protocols = st.sampled_from(model.INPUT_PROTOCOLS)
+
+
+@st.composite
+def input_entries(draw):
+    """Traffic to the gateway an interface lets in: ports of tcp/udp, or icmp (no port)."""
+    entry = {"in_interface": draw(_pf_ifnames)}
+    proto = draw(_input_protocols)
+    if proto != "tcp" or draw(st.booleans()):
+        entry["protocol"] = proto
+    if proto != "icmp":
+        entry["port"] = draw(port_specs())[0]
+    if draw(st.booleans()):
+        entry["source"] = draw(NETS[4 if proto == "icmp" else draw(families)])
+    comment = draw(comments)
+    if comment:
+        entry["comment"] = comment
+    return entry
+
+
 def _unique_by_identity(kind, entries):
     """The entries whose model.identity no earlier entry has (a config refuses duplicates)."""
     seen, out = set(), []
     for entry in entries:
-        key = model.identity(kind, model.build_config({kind: [entry]})[kind][0])
-        if key not in seen:
-            seen.add(key)
+        keys = set(model.identity(kind, e) for e in model.build_config({kind: [entry]})[kind])
+        if not keys & seen:  # tcp_udp: two entries, two identities
+            seen |= keys
             out.append(entry)
     return out
 
@@ -253,6 +273,8 @@ _snat_lists = st.lists(nat_entries("snat"), max_size=4).map(
     lambda entries: _unique_by_identity("snat", entries))
 _forward_lists = st.lists(forward_entries(), max_size=6).map(
     lambda entries: _unique_by_identity("forward", entries))
+_input_lists = st.lists(input_entries(), max_size=5).map(
+    lambda entries: _unique_by_identity("input", entries))
 
 
 def configs(helpers=helper_entries):
@@ -264,6 +286,7 @@ def configs(helpers=helper_entries):
         "forward": _forward_lists,
         "helpers": st.lists(helpers, max_size=3).map(
             lambda entries: _unique_by_identity("helpers", entries)),
+        "input": _input_lists,
     })
 
 
@@ -292,7 +315,8 @@ def configs_and_addresses(draw, helpers=helper_entries):
 # A small model of what ``nft -f`` and ``iptables-restore --noflush`` do with the commands
 # that render_changes returns, on a parsed State. It refuses what the kernel refuses (rules
 # in a chain that does not exist, deleting a missing element or jump, a map element added
-# twice with other data, deleting a chain that is still jumped to or a helper still in use)
+# twice with other data, deleting a chain that is still jumped to or holds rules, or a
+# helper still in use)
 # so that a test can check that the commands take ``have`` to ``want``.
 
 class Refused(Exception):
@@ -339,6 +363,11 @@ def nft_apply(state, commands):
         elif verb == "add set":
             s.objects.add(("set", name))
             s.sets.setdefault(name, frozenset())
+        elif verb == "delete chain":
+            if ("chain", name) not in s.objects or s.chains.get(name):
+                raise Refused(cmd)  # the kernel refuses to delete a chain with rules
+            s.objects.discard(("chain", name))
+            s.chains[name] = []
         elif verb == "flush chain":
             if ("chain", name) not in s.objects:
                 raise Refused(cmd)

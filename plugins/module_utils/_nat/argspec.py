@@ -50,6 +50,13 @@ CONFIG_SPEC = {
         "protocol": {"type": "str", "choices": ["tcp", "udp"]},
         "port": {"type": "raw"},
     }},
+    "input": {"type": "list", "elements": "dict", "options": {
+        "in_interface": {"type": "str"},
+        "protocol": {"type": "str", "default": "tcp", "choices": ["tcp", "udp", "tcp_udp", "icmp"]},
+        "port": {"type": "raw"},
+        "source": {"type": "str"},
+        "comment": {"type": "str"},
+    }},
 }
 
 ARGUMENT_SPEC = {

@@ -112,6 +112,10 @@ class Host:
             return "nftables"
         return "iptables"
 
+    def has_backend(self, backend):
+        """Whether the host has the tool that reads ``backend``'s rules."""
+        return bool(self._bin(TOOLS[backend][0], required=False))
+
     def codec(self, backend):
         return nft if backend == "nftables" else iptables
 
@@ -126,6 +130,12 @@ class Host:
             return rules.global_addresses(out, interfaces)
         except rules.ParseError as exc:
             raise HostError("ip -j addr show: %s" % exc)
+
+    @staticmethod
+    def missing_interfaces(names):
+        """The names of ``names`` that no network interface here has (yet)."""
+        return [name for name in names
+                if "/" in name or not os.path.exists(os.path.join("/sys/class/net", name))]
 
     def require_tools(self, backend, state):
         """Fail before any change when ``state`` needs a tool the host lacks."""
@@ -262,6 +272,27 @@ class Host:
         except (IOError, OSError) as exc:
             if exc.errno != errno.ENOENT:
                 raise HostError("removing %s failed: %s" % (path, exc))
+
+    @staticmethod
+    def list_dir(path):
+        """The names in directory ``path`` ([] when it does not exist)."""
+        try:
+            return sorted(os.listdir(path))
+        except (IOError, OSError):
+            return []
+
+    @staticmethod
+    def remove_empty_dir(path):
+        """Remove directory ``path`` if it is empty; False when it holds anything."""
+        try:
+            os.rmdir(path)
+        except (IOError, OSError) as exc:
+            if exc.errno == errno.ENOENT:
+                return True
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise HostError("removing %s failed: %s" % (path, exc))
+        return True
 
     @staticmethod
     def read_file(path):

@@ -33,6 +33,7 @@ CHAINS = {
     "postrouting": ("nat", "IPMASQ-POSTROUTING", "POSTROUTING"),
     "forward": ("filter", "IPMASQ-FORWARD", "FORWARD"),
     "helpers": ("raw", "IPMASQ-HELPERS", "PREROUTING"),
+    "input": ("filter", "IPMASQ-INPUT", "INPUT"),
 }
 TABLES = ("raw", "nat", "filter")
 FAMILIES = (4, 6)
@@ -42,6 +43,9 @@ _BY_NAME = dict((v[1], k) for k, v in CHAINS.items())
 _BUILTIN = dict(((v[0], v[2]), k) for k, v in CHAINS.items())
 # ``iptables-save -c`` puts the packet and byte counters in front of each rule
 _COUNTERS = re.compile(r"^\[[0-9]+:[0-9]+\]$")
+# The built-in chains whose rules a hand-made gateway's NAT setup is read from (parse with
+# ``builtins``): its INPUT rules protect the host, which the model says nothing about.
+_HAND_MADE = dict((key, chain) for key, chain in _BUILTIN.items() if chain != "input")
 
 # Chains where admins keep their own forward policy (Docker's DOCKER-USER, ufw's user rules
 # behind ufw-before-forward): our FORWARD jump goes after the last jump to one of them, so
@@ -407,8 +411,9 @@ def parse_save(text, family, builtins=False):
         name = words[1]
         if (table, name) == ("filter", "FORWARD"):
             order.append(_target(words))
-        if name not in _BY_NAME and not ((table, name) in _BUILTIN and (
-                builtins or _target(words) in _BY_NAME)):
+        if name not in _BY_NAME and not (
+                builtins and (table, name) in _HAND_MADE
+                or (table, name) in _BUILTIN and _target(words) in _BY_NAME):
             continue  # a neighbour's rule
         try:
             # most lines hold no quoting at all; str.split is ~40x cheaper than shlex
@@ -430,7 +435,7 @@ def parse_save(text, family, builtins=False):
                 continue
         chain = _BY_NAME.get(name)
         if chain is None and builtins:
-            chain = _BUILTIN.get((table, name))
+            chain = _HAND_MADE.get((table, name))
         if chain is None:
             continue
         try:

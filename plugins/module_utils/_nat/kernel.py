@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
 
 SYSCTL_FILE = {True: "/etc/sysctl.d/90-ipmasq.conf", False: "/run/sysctl.d/90-ipmasq.conf"}
@@ -23,6 +25,11 @@ CONNTRACK_MAX = "net.netfilter.nf_conntrack_max"
 FORWARDING = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 # The last line of every persisted ruleset file: the boot unit loads only complete files.
 END_MARKER = "# ipmasq: end of ruleset"
+# The sysctl file keeps, as comments, each value as it was before the module first managed
+# it: state=absent puts those back. The record moves with the file (persist on or off) and
+# goes with it.
+BEFORE_HEADER = "# Values before ipmasq.gateway, put back by nat_kernel state=absent:"
+_BEFORE_LINE = re.compile(r"^#   ([A-Za-z0-9_.-]+) = (.*)$")
 
 
 def proc_path(key):
@@ -42,19 +49,54 @@ def wanted_sysctls(options, timeouts):
     return out
 
 
-def sysctl_file(wanted):
-    """The sysctl.d file: connection tracking only (forwarding is the boot unit's).
+def sysctl_file(wanted, before=None):
+    """The sysctl.d file: connection tracking only (forwarding is the boot unit's), and as
+    comments the values ``before`` ({key: value}) the module first changed them.
 
     nf_conntrack_max carries the "-" prefix: it is read-only outside the host's initial
     network namespace (containers), and systemd-sysctl then skips it instead of failing.
     """
     lines = ["# Written by ipmasq.gateway. Forwarding is switched on by %s once the" % UNIT_NAME,
              "# NAT ruleset has loaded, never here."]
+    if before:
+        lines.append(BEFORE_HEADER)
+        lines.extend("#   %s = %s" % (key, value) for key, value in sorted(before.items()))
     for key, value in wanted:
         if key in FORWARDING.values():
             continue
         lines.append("%s%s = %s" % ("-" if key == CONNTRACK_MAX else "", key, value))
     return "\n".join(lines) + "\n"
+
+
+def recorded_before(text):
+    """{key: value} of the record a sysctl file holds ({} when none)."""
+    out, inside = {}, False
+    for line in (text or "").splitlines():
+        if line == BEFORE_HEADER:
+            inside = True
+            continue
+        match = _BEFORE_LINE.match(line) if inside else None
+        if not match:
+            inside = False
+            continue
+        out[match.group(1)] = match.group(2).strip()
+    return out
+
+
+def restore_plan(before, current, traces):
+    """[(key, value)] to set so that the sysctls are as ``before`` records them.
+
+    ``current``: {key: live value}. With no record of IPv4 forwarding, but ``traces`` of
+    the module on the host, forwarding goes off: a host without our rules must not route
+    into its LAN. IPv4 forwarding comes first, so that the host stops routing before any
+    other value changes.
+    """
+    wanted = dict(before)
+    if traces and FORWARDING[4] not in wanted:
+        wanted[FORWARDING[4]] = "0"
+    order = [FORWARDING[4]] + sorted(k for k in wanted if k != FORWARDING[4])
+    return [(key, wanted[key]) for key in order
+            if key in wanted and current.get(key) is not None and current[key] != wanted[key]]
 
 
 def unit_text(backend, files, bins, ipv6_forwarding, sysctl_path):

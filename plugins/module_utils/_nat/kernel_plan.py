@@ -12,10 +12,28 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import host as hosts
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import kernel
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import refresh
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import role_vars
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.host import Host, HostError
+
+UNITS = ((kernel.UNIT_NAME, kernel.UNIT_PATH), (refresh.UNIT_NAME, refresh.UNIT_PATH))
+
+
+def persisted_rulesets():
+    """The ruleset files nat_rules persists, of both backends (and their temporary names)."""
+    names = list(hosts.PERSIST_FILES["nftables"].values()) + \
+        list(hosts.PERSIST_FILES["iptables"].values()) + [hosts.PERSIST_IPSET]
+    paths = [os.path.join(hosts.PERSIST_DIR, name) for name in sorted(names)]
+    return [p for path in paths for p in (path, path + ".tmp")]
+
+
+def owned_files():
+    """Every file this collection writes on a host (state=absent removes them)."""
+    return sorted([kernel.SYSCTL_FILE[True], kernel.SYSCTL_FILE[False], kernel.UNIT_PATH,
+                   refresh.UNIT_PATH, refresh.SCRIPT_PATH] + list(refresh.HOOKS)
+                  + persisted_rulesets())
 
 
 def _check(params):
@@ -49,7 +67,7 @@ def run(module):
         return {"failed": True, "changed": False, "msg": problem}
     host = Host(module)
     try:
-        return _run(module, host, p)
+        return (_remove if p["state"] == "absent" else _run)(module, host, p)
     except HostError as exc:
         return {"failed": True, "changed": False, "msg": str(exc)}
 
@@ -62,8 +80,22 @@ def _run(module, host, p):
     result = {"changed": False, "sysctl": {}, "files": [], "unit": {}, "changes": []}
     diff = {"before": "", "after": ""}
 
+    # Loaded first, so that the values before us can be recorded.
+    if host.read_sysctl(kernel.CONNTRACK_MAX)[0] is None:
+        complaint = host.load_conntrack() if not module.check_mode else ""
+        if host.read_sysctl(kernel.CONNTRACK_MAX)[0] is None and not module.check_mode:
+            return {"failed": True, "changed": False, "msg": (
+                "connection tracking (nf_conntrack) is not loaded and could not be loaded%s; "
+                "in a container, load nf_conntrack on the host" % (
+                    ": " + complaint if complaint else ""))}
+    # Each value as it was before the module first managed it, for state=absent.
+    before = _recorded(host)
+    for key, _value in wanted:
+        if key not in before and host.read_sysctl(key)[0] is not None:
+            before[key] = host.read_sysctl(key)[0]
+
     # The files first: the live values then match what boot restores.
-    files = {kernel.SYSCTL_FILE[p["persist"]]: (kernel.sysctl_file(wanted), 0o644)}
+    files = {kernel.SYSCTL_FILE[p["persist"]]: (kernel.sysctl_file(wanted, before), 0o644)}
     stale = kernel.SYSCTL_FILE[not p["persist"]]
     boot = p["boot_unit"] if p["persist"] else None
     if boot:
@@ -98,13 +130,6 @@ def _run(module, host, p):
         result["changes"].extend("~ enable " + name for name in result["unit"]["enabled_now"])
 
     # Live values, forwarding last: the rules are in place by now.
-    if host.read_sysctl(kernel.CONNTRACK_MAX)[0] is None:
-        complaint = host.load_conntrack() if not module.check_mode else ""
-        if host.read_sysctl(kernel.CONNTRACK_MAX)[0] is None and not module.check_mode:
-            return {"failed": True, "changed": bool(result["files"]), "msg": (
-                "connection tracking (nf_conntrack) is not loaded and could not be loaded%s; "
-                "in a container, load nf_conntrack on the host" % (
-                    ": " + complaint if complaint else ""))}
     for key, value in wanted:
         current, writable = host.read_sysctl(key)
         if current == value:
@@ -126,6 +151,83 @@ def _run(module, host, p):
     if module._diff and result["changed"]:
         result["diff"] = dict(diff, before_header="kernel settings", after_header="kernel settings")
     return result
+
+
+def _recorded(host):
+    """The values before us, from the sysctl file wherever it is (persist on or off)."""
+    out = {}
+    for path in (kernel.SYSCTL_FILE[False], kernel.SYSCTL_FILE[True]):
+        out.update(kernel.recorded_before(host.read_file(path)))
+    return out
+
+
+def _remove(module, host, p):
+    """state=absent: the sysctls as they were, then no unit, no file of ours."""
+    result = {"changed": False, "sysctl": {}, "files": [], "changes": [],
+              "unit": {"path": kernel.UNIT_PATH, "enabled": False, "disabled_now": []}}
+    diff = {"before": "", "after": ""}
+    present = dict((path, host.read_file(path)) for path in owned_files())
+    present = dict((path, text) for path, text in present.items() if text is not None)
+    traces = bool(present) or host.is_dir(hosts.PERSIST_DIR)
+    before = _recorded(host)
+    if traces and kernel.FORWARDING[4] not in before:
+        module.warn("no record of %s before ipmasq.gateway (the sysctl file that holds it is "
+                    "gone): switching IPv4 forwarding off" % kernel.FORWARDING[4])
+    current = dict((key, host.read_sysctl(key)[0]) for key in set(before) | {kernel.FORWARDING[4]})
+    for key, value in kernel.restore_plan(before, current, traces):
+        if not host.read_sysctl(key)[1]:
+            module.warn("%s is %s, not %s as before ipmasq.gateway, and it is read-only here "
+                        "(a container): set it on the host" % (key, current[key], value))
+            continue
+        result["sysctl"][key] = {"before": current[key], "after": value}
+        result["changes"].append("~ %s: %s -> %s" % (key, current[key], value))
+        diff["before"] += "%s = %s\n" % (key, current[key])
+        diff["after"] += "%s = %s\n" % (key, value)
+        if not module.check_mode:
+            host.write_sysctl(key, value)
+
+    # The units go before their files: systemd forgets a unit it no longer runs.
+    for name, path in UNITS:
+        if path not in present:
+            continue
+        enabled = host.systemctl("is-enabled", name)[1].splitlines()[-1:] == ["enabled"]
+        active = host.systemctl("is-active", name)[1].splitlines()[-1:] == ["active"]
+        if enabled or active:
+            result["unit"]["disabled_now"].append(name)
+            result["changes"].append("~ disable " + name)
+            if not module.check_mode:
+                _systemctl(host, "disable", "--now", name)
+    for path in sorted(present):
+        result["files"].append(path)
+        result["changes"].append("~ remove " + path)
+        diff["before"] += "# %s\n%s" % (path, present[path])
+        diff["after"] += "# %s\n(absent)\n" % path
+        if not module.check_mode:
+            host.remove_file(path)
+    if {kernel.UNIT_PATH, refresh.UNIT_PATH} & set(present) and not module.check_mode:
+        _systemctl(host, "daemon-reload")
+    if host.is_dir(hosts.PERSIST_DIR):
+        others = [name for name in host.list_dir(hosts.PERSIST_DIR)
+                  if os.path.join(hosts.PERSIST_DIR, name) not in present]
+        if others:
+            module.warn("%s stays: it holds files that are not ipmasq.gateway's (%s)"
+                        % (hosts.PERSIST_DIR, ", ".join(others)))
+        else:
+            result["files"].append(hosts.PERSIST_DIR)
+            result["changes"].append("~ remove %s/" % hosts.PERSIST_DIR)
+            if not module.check_mode:
+                host.remove_empty_dir(hosts.PERSIST_DIR)
+    result["changed"] = bool(result["files"] or result["sysctl"] or result["unit"]["disabled_now"])
+    if module._diff and result["changed"]:
+        result["diff"] = dict(diff, before_header="kernel settings and files",
+                              after_header="kernel settings and files")
+    return result
+
+
+def _systemctl(host, *args):
+    rc, output = host.systemctl(*args)
+    if rc != 0:
+        raise HostError("systemctl %s failed: %s" % (" ".join(args), output))
 
 
 def _enable_units(module, host, reload):

@@ -21,9 +21,9 @@ from collections import namedtuple
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-KINDS = ("masquerade", "snat", "port_forwards", "forward", "helpers")
+KINDS = ("masquerade", "snat", "port_forwards", "forward", "helpers", "input")
 # Kinds whose entries are matched by identity; ``forward`` is an ordered list.
-KEYED_KINDS = ("masquerade", "snat", "port_forwards", "helpers")
+KEYED_KINDS = ("masquerade", "snat", "port_forwards", "helpers", "input")
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 COMMENT_MAX = 128  # nftables' limit; iptables allows 256
@@ -35,6 +35,9 @@ CT_STATES = ("new", "established", "related", "invalid", "untracked")
 FORWARD_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
 FORWARD_ACTIONS = ("accept", "drop", "reject")
 PF_PROTOCOLS = ("tcp", "udp", "tcp_udp")
+# What an ``input`` entry may let in: ports of tcp/udp, or IPv4 ping and the like (ICMPv6
+# is always let in where input is filtered: IPv6 needs it to find its neighbours).
+INPUT_PROTOCOLS = ("tcp", "udp", "tcp_udp", "icmp")
 # Conntrack helpers the kernel ships, with the protocol they follow.
 HELPER_PROTOCOLS = {
     "amanda": ("udp",), "ftp": ("tcp",), "irc": ("tcp",),
@@ -54,6 +57,8 @@ Forward = namedtuple(
     "Forward",
     "in_interface out_interface source destination protocol port ct_state action comment")
 Helper = namedtuple("Helper", "helper protocol port")
+# Traffic to the gateway itself that ``in_interface`` lets in once input is filtered there.
+Input = namedtuple("Input", "in_interface protocol port source comment")
 
 
 class ConfigError(ValueError):
@@ -68,6 +73,8 @@ def identity(kind, entry):
         return (entry.in_interface, entry.protocol, entry.port)
     if kind == "helpers":
         return entry
+    if kind == "input":
+        return (entry.in_interface, entry.protocol, entry.port, entry.source)
     return entry._replace(comment=None)  # forward: the whole rule but its comment
 
 
@@ -371,12 +378,31 @@ def _build_helper(where, raw, partial):
     return [Helper(name, proto, port)]
 
 
+def _build_input(where, raw, partial):
+    _known_keys(where, raw, Input._fields)
+    in_if = _interface(where, "in_interface", raw.get("in_interface"), required=True)
+    proto = _choice(where, "protocol", _get(raw, "protocol", "tcp"), INPUT_PROTOCOLS)
+    if proto == "icmp":
+        if not _absent(where, "port", raw.get("port"), False):
+            _fail(where, "port", raw.get("port"), "icmp has no ports: omit the field")
+        port = None
+    else:
+        port = _ports(where, "port", raw.get("port"))
+    source = _network(where, "source", raw.get("source"))
+    comment = _comment(where, raw.get("comment"))
+    if proto == "icmp" and family_of(source) == 6:
+        _fail(where, "source", source, "is IPv6, but icmp is IPv4 (ICMPv6 is always let in)")
+    protos = ("tcp", "udp") if proto == "tcp_udp" else (proto,)
+    return [Input(in_if, p, port, source, comment) for p in protos]
+
+
 _BUILDERS = {
     "masquerade": lambda where, raw, partial: _build_nat("masquerade", where, raw, partial),
     "snat": lambda where, raw, partial: _build_nat("snat", where, raw, partial),
     "port_forwards": _build_port_forward,
     "forward": _build_forward,
     "helpers": _build_helper,
+    "input": _build_input,
 }
 
 
@@ -431,11 +457,25 @@ def build_config(config, partial=False):
     return out
 
 
+def interface_uses(config):
+    """{interface: ["masquerade[0].out_interface", ...]}: where a config (as given, already
+    validated) names each interface. A trailing ``+`` pattern names no one interface."""
+    out = {}
+    for kind in KINDS:
+        entries = (config or {}).get(kind) or []
+        for index, raw in enumerate(entries if isinstance(entries, list) else ()):
+            for field in ("in_interface", "out_interface"):
+                value = _number_as_text(raw.get(field)) if isinstance(raw, dict) else None
+                if isinstance(value, str) and value and not value.endswith("+"):
+                    out.setdefault(value, []).append("%s[%d].%s" % (kind, index, field))
+    return out
+
+
 def _identity_text(kind):
     return {
         "masquerade": "source and out_interface", "snat": "source and out_interface",
         "port_forwards": "in_interface, protocol and port", "helpers": "helper, protocol and port",
-        "forward": "match and action",
+        "forward": "match and action", "input": "in_interface, protocol, port and source",
     }[kind]
 
 
@@ -444,6 +484,12 @@ def _prefix_sort_key(entry):
         return (1, 0, 0, "", entry.out_interface)
     net = ipaddress.ip_network(entry.source)
     return (0, -net.prefixlen, net.version, str(net), entry.out_interface)
+
+
+def _input_sort_key(entry):
+    source = ipaddress.ip_network(entry.source) if entry.source else None
+    return (entry.in_interface, entry.protocol, parse_ports(entry.port) if entry.port else (0, 0),
+            (source.version, int(source.network_address), source.prefixlen) if source else (0,))
 
 
 def canonical(kind, entries):
@@ -460,6 +506,8 @@ def canonical(kind, entries):
                             + parse_ports(pf.port)))
     if kind == "helpers":
         return tuple(sorted(entries, key=lambda h: (h.helper, h.protocol, parse_ports(h.port))))
+    if kind == "input":
+        return tuple(sorted(entries, key=_input_sort_key))
     out, run = [], []
     for entry in list(entries) + [None]:
         fam = entry and family_of(entry.source, entry.destination)
@@ -499,6 +547,8 @@ def entry_to_dict(kind, entry):
             d["port"] = int(d["port"])
     if kind == "helpers" and d["port"].isdigit():
         d["port"] = int(d["port"])
+    if kind == "input" and d["port"] and d["port"].isdigit():
+        d["port"] = int(d["port"])
     return _drop_none(d)
 
 
@@ -507,7 +557,7 @@ def ruleset_to_dict(ruleset):
     out = {}
     for kind in KINDS:
         entries = [entry_to_dict(kind, e) for e in ruleset.get(kind, ())]
-        if kind == "port_forwards":
+        if kind in ("port_forwards", "input"):
             entries = _fold_tcp_udp(entries)
         out[kind] = entries
     return out

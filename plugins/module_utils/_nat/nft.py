@@ -31,7 +31,11 @@ CHAIN_TYPES = {
     "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
     "forward": "type filter hook forward priority filter; policy accept;",
     "helpers": "type filter hook prerouting priority filter; policy accept;",
+    "input": "type filter hook input priority filter; policy accept;",
 }
+# Chains declared only while they hold rules: a gateway that filters no input keeps the
+# table it had before the chain existed.
+OPTIONAL_CHAINS = ("input",)
 LOOKUPS = True  # single-port forwards live in the maps (see rules.to_rules)
 MAPS = {
     "fwd4": ("ip", "type ifname . inet_proto . inet_service : ipv4_addr . inet_service;"),
@@ -86,7 +90,8 @@ def layout(chains, lookups, addresses=None):
     elements = dict((n, lookups.get(family, {})) for n, family in _MAP_FAMILY.items())
     sets = dict((set_name(family, interface), members) for (family, interface), members
                 in r.address_sets(chains, addresses).items())
-    objects = set(("chain", c) for c in r.CHAINS) | set(("map", n) for n in MAPS)
+    objects = set(("chain", c) for c in r.CHAINS if out[c] or c not in OPTIONAL_CHAINS)
+    objects |= set(("map", n) for n in MAPS)
     objects |= set(("ct helper", _helper_name(h)) for h in out["helpers"] if h.helper)
     objects |= set(("set", n) for n in sets)
     return State(True, frozenset(objects), out, elements, sets)
@@ -237,6 +242,8 @@ def render_full(state):
             lines.append("\t\telements = { %s }" % _set_members(state.sets[name]))
         lines.append("\t}")
     for chain in r.CHAINS:
+        if ("chain", chain) not in state.objects:
+            continue
         lines.append("\tchain %s {" % chain)
         lines.append("\t\t%s" % CHAIN_TYPES[chain])
         lines.extend("\t\t%s" % rule_text(x) for x in state.chains[chain])
@@ -290,9 +297,10 @@ def render_changes(have, want):
                 cmds.append("flush chain %s %s" % (TABLE, chain))
             cmds.extend("add rule %s %s %s" % (TABLE, chain, rule_text(x))
                         for x in want.chains[chain])
-    # after the rules that used them are gone
+    # after the rules that used them are gone (our optional chains: flushed above)
     cmds.extend("delete %s %s %s" % (k, TABLE, _object_name(n))
-                for k, n in sorted(have.objects - want.objects) if k in ("ct helper", "set"))
+                for k, n in sorted(have.objects - want.objects) if k in ("ct helper", "set")
+                or k == "chain" and n in OPTIONAL_CHAINS)
     return cmds
 
 

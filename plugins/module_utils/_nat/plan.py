@@ -124,6 +124,12 @@ def run(module):
         host = Host(module)
         backend = host.resolve_backend(p["backend"])
         codec = CODECS[backend]
+        if state == "deleted" and not host.has_backend(backend):
+            # Without its tools a backend holds no rules of ours: nothing to delete.
+            empty = m.empty_ruleset()
+            return {"changed": False, "backend": backend, "commands": [], "persisted": [],
+                    "summary": diff.summary(empty, empty), "persist_files": {},
+                    "conntrack_deleted": []}
         with host.lock():
             have_state = host.read(backend)
             if state == "gathered":
@@ -170,8 +176,25 @@ def _pending_rollbacks(host):
     return waiting, warnings
 
 
+def missing_interface_warnings(uses, missing):
+    """One warning per interface in ``missing``, naming where ``uses`` says it is named."""
+    out = []
+    for name in missing:
+        where = uses[name]
+        out.append(
+            "interface %s does not exist on this host (named by %s%s): the rules that name it "
+            "match nothing until it appears. A PPP, VPN or other link that comes up later is "
+            "fine; otherwise check the name (the roles take it from ipmasq_wan_interface)."
+            % (name, ", ".join(where[:3]), " and %d more" % (len(where) - 3) if len(where) > 3 else ""))
+    return out
+
+
 def _change(module, host, backend, codec, state, have_state, config):
     p = module.params
+    if state != "deleted":
+        uses = m.interface_uses(p["config"])
+        for text in missing_interface_warnings(uses, host.missing_interfaces(sorted(uses))):
+            module.warn(text)
     waiting, warnings = _pending_rollbacks(host)
     for text in warnings:
         module.warn(text)

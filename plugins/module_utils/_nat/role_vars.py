@@ -21,11 +21,12 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model
 
 # The kinds each role owns: it passes them all to nat_rules with state replaced, so the
 # roles compose in any order and a single role never undoes another's rules.
+# The masquerade role owns the WAN side's filter (forward and input), the gateway role all.
 ROLE_KINDS = {
-    "masquerade": ("masquerade", "snat", "forward"),
+    "masquerade": ("masquerade", "snat", "forward", "input"),
     "port_forward": ("port_forwards",),
     "forwarding": ("helpers",),
-    "gateway": ("masquerade", "snat", "forward", "port_forwards", "helpers"),
+    "gateway": ("masquerade", "snat", "forward", "port_forwards", "helpers", "input"),
 }
 # Roles that own the kernel settings and the boot unit.
 KERNEL_ROLES = ("forwarding", "gateway")
@@ -35,7 +36,7 @@ VARIABLES = (
     "ipmasq_backend", "ipmasq_wan_interface", "ipmasq_lan_networks", "ipmasq_snat_address",
     "ipmasq_port_forwards", "ipmasq_inbound_policy", "ipmasq_ipv6_forwarding",
     "ipmasq_conntrack_max", "ipmasq_conntrack_timeouts", "ipmasq_helpers",
-    "ipmasq_rollback_timeout", "ipmasq_conntrack_flush", "ipmasq_persist",
+    "ipmasq_rollback_timeout", "ipmasq_conntrack_flush", "ipmasq_persist", "ipmasq_wan_input",
 )
 # The variables a role cannot do without (no silent ppp0 or 192.168.10.0/24).
 REQUIRED = {
@@ -148,6 +149,17 @@ def _nat_rules(variables, role):
                 _fail("ipmasq_port_forwards[%d].in_interface" % index,
                       "is required when ipmasq_wan_interface is not set", None)
             config["port_forwards"].append(dict({"in_interface": wan}, **entry))
+    if "input" in kinds:
+        for index, entry in enumerate(_list(variables, "ipmasq_wan_input")):
+            where = "ipmasq_wan_input[%d]" % index
+            if not isinstance(entry, dict):
+                _fail(where, "must be a dictionary {protocol, port, source, comment}", entry)
+            unknown = sorted(set(entry) - {"protocol", "port", "source", "comment"}, key=str)
+            if unknown:
+                _fail(where, "unknown key %s (allowed: protocol, port, source, comment; the "
+                      "interface is ipmasq_wan_interface)" % ", ".join(str(k) for k in unknown),
+                      entry)
+            config["input"].append(dict(entry, in_interface=wan))
     if "helpers" in kinds:
         for index, entry in enumerate(_list(variables, "ipmasq_helpers")):
             config["helpers"].append(_helper("ipmasq_helpers[%d]" % index, entry))
@@ -174,14 +186,17 @@ def _helper(where, entry):
     return out
 
 
-_WHERE = re.compile(r"\b(masquerade|snat|forward|port_forwards|helpers)\[(\d+)\](?:\.(\w+))?")
+_WHERE = re.compile(r"\b(masquerade|snat|forward|port_forwards|helpers|input)\[(\d+)\](?:\.(\w+))?")
 
 
 def _variable_of(variables, kind, index, field):
     """The ipmasq_* variable (and entry) a config entry's field came from."""
     networks = len(_list(variables, "ipmasq_lan_networks"))
-    if field in ("out_interface", "in_interface") and kind in ("masquerade", "snat", "forward"):
+    if field in ("out_interface", "in_interface") and kind in ("masquerade", "snat", "forward",
+                                                               "input"):
         return "ipmasq_wan_interface"
+    if kind == "input":
+        return "ipmasq_wan_input[%d]%s" % (index, "." + field if field else "")
     if kind in ("masquerade", "snat", "forward") and index < networks:
         if kind == "snat" and field == "to_address":
             return "ipmasq_snat_address"

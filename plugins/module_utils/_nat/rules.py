@@ -22,7 +22,7 @@ from collections import namedtuple
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
 
-CHAINS = ("prerouting", "postrouting", "forward", "helpers")
+CHAINS = ("prerouting", "postrouting", "forward", "helpers", "input")
 
 # local_if: the destination is one of the addresses interface ``local_if`` holds (a hairpin
 # DNAT); the backends keep those addresses in a set per interface and family, which the
@@ -39,6 +39,33 @@ Rule.__new__.__defaults__ = (None, False, None, None, None, None, None, None, Fa
 # The one rule that lets port-forwarded (DNATed) traffic through the forward chain,
 # ahead of the user's forward list, so an inbound drop cannot block the forwards.
 DNAT_ACCEPT = Rule("forward", ct_dnat=True, verdict="accept")
+
+
+def input_frame(interface):
+    """The rules around the ``input`` entries of one interface: (head, tail).
+
+    Listing an entry turns filtering on for its interface: replies to the gateway's own
+    connections come back (head), then the listed traffic, then ICMPv6, without which IPv6
+    cannot find its neighbours (RFC 4890 lets the rest of it in too), and a drop of
+    everything else that comes in by that interface (tail). Other interfaces are not
+    filtered."""
+    head = [Rule("input", iif=interface, ct_state=("established", "related"), verdict="accept")]
+    tail = [Rule("input", iif=interface, proto="icmpv6", verdict="accept"),
+            Rule("input", iif=interface, verdict="drop")]
+    return head, tail
+
+
+def _input_rules(entries):
+    out, by_interface = [], {}
+    for entry in entries:
+        by_interface.setdefault(entry.in_interface, []).append(entry)
+    for interface in sorted(by_interface):
+        head, tail = input_frame(interface)
+        out.extend(head)
+        out.extend(Rule("input", iif=interface, saddr=e.source, proto=e.protocol, dport=e.port,
+                        verdict="accept", comment=e.comment) for e in by_interface[interface])
+        out.extend(tail)
+    return out
 
 
 class ParseError(ValueError):
@@ -300,6 +327,7 @@ def to_rules(ruleset, lookups=False):
     for h in ruleset.get("helpers", ()):
         chains["helpers"].append(Rule("helpers", proto=h.protocol, dport=h.port,
                                       verdict="helper", helper=h.helper))
+    chains["input"] = _input_rules(ruleset.get("input", ()))
     return chains, table
 
 
@@ -319,6 +347,7 @@ _SNAT_ONLY = _only("saddr", "oif", "comment", "to_addr")
 _PF_ONLY = _only("iif", "saddr", "proto", "dport", "to_addr", "to_port", "comment")
 _FWD_ONLY = _only("iif", "oif", "saddr", "daddr", "proto", "dport", "ct_state", "comment")
 _HELPER_ONLY = _only("proto", "dport", "helper")
+_INPUT_ONLY = _only("iif", "saddr", "proto", "dport", "comment")
 
 
 def from_rules(chains, lookups=None):
@@ -372,6 +401,19 @@ def from_rules(chains, lookups=None):
         if rule.verdict == "helper" and rule.helper and rule.proto and rule.dport \
                 and _HELPER_ONLY(rule):
             out["helpers"].append(m.Helper(rule.helper, rule.proto, rule.dport))
+        else:
+            foreign.append(rule)
+    frames = set()
+    for rule in chains.get("input", ()):
+        frames.update(x for part in input_frame(rule.iif) for x in part)
+    for rule in chains.get("input", ()):
+        if rule in frames:
+            continue  # implied by the entries of its interface
+        if rule.verdict == "accept" and rule.iif and _INPUT_ONLY(rule) and (
+                rule.proto in ("tcp", "udp") and rule.dport
+                or rule.proto == "icmp" and not rule.dport):
+            out["input"].append(m.Input(rule.iif, rule.proto, rule.dport, rule.saddr,
+                                        rule.comment))
         else:
             foreign.append(rule)
     ruleset = dict((k, m.canonical(k, v)) for k, v in out.items())

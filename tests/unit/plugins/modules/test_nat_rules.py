@@ -70,7 +70,9 @@ class FakeHost:
         self.calls = []
         self.fail_apply = 0
         self.interfaces = {}  # {interface: [address]}, as ``ip -j addr show`` would tell
-        self.tools = {"ipset"}  # installed, of the tools looked up with required=False
+        # installed, of the tools looked up with required=False
+        self.tools = {"ipset", "nft", "iptables-save"}
+        self.absent_interfaces = set()  # the interfaces /sys/class/net does not show
 
     def addresses(self, _host, interfaces):
         if interfaces:
@@ -83,6 +85,9 @@ class FakeHost:
         assert not required, "the module would fail here: %s is missing" % name
         return None
         self.half_applied = None  # the state a failed apply left behind
+
+    def missing_interfaces(self, names):
+        return [name for name in names if name in self.absent_interfaces]
 
     def read(self, _host, backend):
         self.calls.append(("read", backend))
@@ -131,6 +136,7 @@ def machine(monkeypatch):
                  "addresses"):
         monkeypatch.setattr(host.Host, name, _delegate(fake, name))
     monkeypatch.setattr(host.Host, "_bin", _delegate(fake, "bin_path"))
+    monkeypatch.setattr(host.Host, "missing_interfaces", staticmethod(fake.missing_interfaces))
     monkeypatch.setattr(host.Host, "lock", lambda self, timeout=60: contextlib.nullcontext())
     monkeypatch.setattr(host.Host, "rollbacks", lambda self: [])
     monkeypatch.setattr(host.Host, "forget_failed_rollbacks", lambda self: None)
@@ -397,6 +403,29 @@ def test_conntrack_flush_none_leaves_conntrack_alone(machine):
                  conntrack_flush="none")
     assert result["changed"] is True and result["conntrack_deleted"] == []
     assert ("conntrack_delete", []) in machine.calls
+
+
+@pytest.mark.parametrize("backend, tool", [("nftables", "nft"), ("iptables", "iptables-save")])
+def test_deleting_from_a_backend_without_its_tools_is_nothing_to_do(machine, backend, tool):
+    """playbooks/remove.yml deletes from both backends; a host has the tools of one."""
+    machine.tools.discard(tool)
+    result = run(state="deleted", backend=backend)
+    assert result["changed"] is False and result["commands"] == [] and "failed" not in result
+    assert machine.calls == []
+
+
+def test_an_interface_the_host_lacks_is_a_warning_and_the_rules_apply(machine):
+    machine.absent_interfaces.add("ppp0")
+    module = FakeModule(config=CONFIG)
+    result = plan.run(module)
+    assert result["changed"] is True and "failed" not in result
+    [warning] = module.warnings
+    assert warning.startswith("interface ppp0 does not exist on this host (named by "
+                              "masquerade[0].out_interface, port_forwards[0].in_interface, "
+                              "port_forwards[1].in_interface and 2 more)"), warning
+    deleted = FakeModule(state="deleted", config={"masquerade": CONFIG["masquerade"]})
+    plan.run(deleted)
+    assert deleted.warnings == []
 
 
 def test_persist_false_writes_no_files(machine):

@@ -171,6 +171,18 @@ def test_hand_typed_builtin_rules_count_only_with_builtins():
     assert foreign == []
 
 
+def test_a_hand_made_gateways_input_rules_are_not_read_as_ours():
+    """Migrating a hand-made gateway reads its NAT and FORWARD rules; its INPUT rules
+    protect the host, which the model does not describe, so they stay the admin's."""
+    text = ("*nat\n-A POSTROUTING -s 192.168.0.0/24 -o ppp0 -j MASQUERADE\nCOMMIT\n"
+            "*filter\n-A INPUT -i lo -j ACCEPT\n-A INPUT -i ppp0 -m state --state NEW -j DROP\n"
+            "COMMIT\n")
+    ruleset, foreign = plan.read_model(iptables, iptables.parse(text, builtins=True))
+    assert foreign == [] and ruleset["input"] == ()
+    assert ruleset["masquerade"] == ruleset_of({"masquerade": [
+        {"source": "192.168.0.0/24", "out_interface": "ppp0"}]})["masquerade"]
+
+
 def test_options_we_do_not_write_make_an_unknown_rule():
     text = "*filter\n:IPMASQ-FORWARD - [0:0]\n" \
         "-A IPMASQ-FORWARD -i ppp0 -m limit --limit 5/min -j LOG\nCOMMIT\n"

@@ -56,7 +56,7 @@ def test_forwarding_is_never_written_to_sysctl_d():
 
 class FakeModule:
     def __init__(self, check_mode=False, **params):
-        self.params = {"ipv6_forwarding": False, "conntrack_max": None, "conntrack_timeouts": {},
+        self.params = {"state": "present", "ipv6_forwarding": False, "conntrack_max": None, "conntrack_timeouts": {},
                        "persist": True, "boot_unit": {"backend": "nftables", "files": NFT_FILES}}
         self.params.update(params)
         self.check_mode = check_mode
@@ -74,7 +74,11 @@ class Machine:
                        "net.netfilter.nf_conntrack_udp_timeout": "30"}
         self.read_only = set()
         self.systemctl_calls = []
-        self.enabled = False
+        self.enabled = set()
+        self.dirs = {"/etc/ppp/ip-up.d"}
+
+    def listing(self, path):
+        return sorted(p[len(path) + 1:] for p in self.files if p.startswith(path + "/"))
 
 
 @pytest.fixture(name="machine")
@@ -84,19 +88,34 @@ def fixture_machine(monkeypatch):
     def systemctl(_host, *args):
         machine.systemctl_calls.append(args)
         if args[0] == "enable":
-            machine.enabled = True
+            machine.enabled |= set(args[1:])
+        if args[0] == "disable":
+            machine.enabled -= set(args[1:])
         if args[0] == "is-enabled":
-            return (0, "enabled") if machine.enabled else (1, "disabled")
+            return (0, "enabled") if args[1] in machine.enabled else (1, "disabled")
+        if args[0] == "is-active":
+            return (3, "inactive")
         return 0, ""
+
+    def write_file(path, content, mode, dir_mode=0o755):
+        machine.files[path] = content
+        machine.dirs.add(path.rsplit("/", 1)[0])
+
+    def remove_empty_dir(path):
+        if machine.listing(path):
+            return False
+        machine.dirs.discard(path)
+        return True
 
     def write_sysctl(key, value):
         machine.sysctl[key] = value
 
     monkeypatch.setattr(Host, "read_file", staticmethod(machine.files.get))
-    monkeypatch.setattr(Host, "write_file", staticmethod(
-        lambda path, content, mode, dir_mode=0o755: machine.files.__setitem__(path, content)))
+    monkeypatch.setattr(Host, "write_file", staticmethod(write_file))
     monkeypatch.setattr(Host, "remove_file", staticmethod(machine.files.pop))
-    monkeypatch.setattr(Host, "is_dir", staticmethod(lambda path: path == "/etc/ppp/ip-up.d"))
+    monkeypatch.setattr(Host, "is_dir", staticmethod(lambda path: path in machine.dirs))
+    monkeypatch.setattr(Host, "list_dir", staticmethod(machine.listing))
+    monkeypatch.setattr(Host, "remove_empty_dir", staticmethod(remove_empty_dir))
     monkeypatch.setattr(Host, "read_sysctl", staticmethod(
         lambda key: (machine.sysctl.get(key), key not in machine.read_only)))
     monkeypatch.setattr(Host, "write_sysctl", staticmethod(write_sysctl))
@@ -161,3 +180,99 @@ def test_bad_options_fail_before_anything_is_read(machine, params, message):
     result = kernel_plan.run(FakeModule(**params))
     assert result["failed"] is True and result["msg"].startswith(message), result
     assert machine.files == {} and machine.systemctl_calls == []
+
+
+# ---------------------------------------------------------------- the values before, and absent
+
+def test_the_sysctl_file_records_the_values_before_and_keeps_them():
+    text = kernel.sysctl_file([("net.ipv4.ip_forward", "1"), ("net.netfilter.nf_conntrack_udp_timeout", "45")],
+                              {"net.ipv4.ip_forward": "0", "net.netfilter.nf_conntrack_udp_timeout": "30"})
+    assert kernel.recorded_before(text) == {"net.ipv4.ip_forward": "0",
+                                            "net.netfilter.nf_conntrack_udp_timeout": "30"}
+    # comments only: systemd-sysctl applies none of it, forwarding least of all
+    assert [line for line in text.splitlines() if not line.startswith("#")] == [
+        "net.netfilter.nf_conntrack_udp_timeout = 45"]
+    assert kernel.recorded_before("net.ipv4.ip_forward = 1\n#   x = 1\n") == {}
+
+
+def test_the_first_run_records_what_it_found_and_later_runs_keep_it(machine):
+    machine.sysctl["net.ipv4.ip_forward"] = "1"  # a host that forwarded before us
+    kernel_plan.run(FakeModule(conntrack_timeouts={"udp": 45}))
+    kernel_plan.run(FakeModule(conntrack_timeouts={"udp": 60}))
+    assert kernel.recorded_before(machine.files[kernel.SYSCTL_FILE[True]]) == {
+        "net.ipv4.ip_forward": "1", "net.netfilter.nf_conntrack_udp_timeout": "30"}
+    # the record moves with the file when persist is switched
+    kernel_plan.run(FakeModule(persist=False, conntrack_timeouts={"udp": 60}))
+    assert kernel.recorded_before(machine.files[kernel.SYSCTL_FILE[False]])[
+        "net.netfilter.nf_conntrack_udp_timeout"] == "30"
+
+
+def _converged(machine):
+    machine.dirs.add("/etc/ipmasq")
+    machine.files["/etc/ipmasq/ipmasq.nft"] = "table inet ipmasq {}\n# ipmasq: end of ruleset\n"
+    kernel_plan.run(FakeModule(conntrack_max=262144, conntrack_timeouts={"udp": 45}))
+    assert machine.sysctl["net.ipv4.ip_forward"] == "1" and machine.enabled
+
+
+def test_absent_puts_every_value_back_and_removes_units_and_files(machine):
+    _converged(machine)
+    module = FakeModule(state="absent")
+    result = kernel_plan.run(module)
+    assert result["changed"] is True
+    assert machine.sysctl == {"net.ipv4.ip_forward": "0", "net.netfilter.nf_conntrack_max": "65536",
+                              "net.netfilter.nf_conntrack_udp_timeout": "30"}
+    assert result["changes"][0] == "~ net.ipv4.ip_forward: 1 -> 0"  # forwarding off first
+    assert machine.files == {} and "/etc/ipmasq" not in machine.dirs
+    assert result["unit"]["disabled_now"] == [kernel.UNIT_NAME, refresh.UNIT_NAME]
+    assert ("disable", "--now", kernel.UNIT_NAME) in machine.systemctl_calls
+    assert machine.systemctl_calls[-1] == ("daemon-reload",)
+    assert "~ remove /etc/ipmasq/ipmasq.nft" in result["changes"]
+    assert "~ remove /etc/ipmasq/" in result["changes"]
+    assert module.warnings == []
+    again = kernel_plan.run(FakeModule(state="absent"))
+    assert again["changed"] is False and again["changes"] == []
+
+
+def test_absent_in_check_mode_shows_the_same_plan_and_changes_nothing(machine):
+    _converged(machine)
+    files, sysctl = dict(machine.files), dict(machine.sysctl)
+    planned = kernel_plan.run(FakeModule(state="absent", check_mode=True))
+    assert machine.files == files and machine.sysctl == sysctl and machine.enabled
+    assert planned["changes"] == kernel_plan.run(FakeModule(state="absent"))["changes"]
+
+
+def test_absent_without_a_record_switches_forwarding_off_and_says_so(machine):
+    _converged(machine)
+    del machine.files[kernel.SYSCTL_FILE[True]]
+    machine.sysctl["net.ipv4.ip_forward"] = "1"
+    module = FakeModule(state="absent")
+    kernel_plan.run(module)
+    assert machine.sysctl["net.ipv4.ip_forward"] == "0"
+    assert "switching IPv4 forwarding off" in module.warnings[0]
+
+
+def test_absent_on_a_host_without_us_changes_nothing(machine):
+    machine.sysctl["net.ipv4.ip_forward"] = "1"
+    result = kernel_plan.run(FakeModule(state="absent"))
+    assert result["changed"] is False and machine.sysctl["net.ipv4.ip_forward"] == "1"
+    assert machine.systemctl_calls == []
+
+
+def test_absent_keeps_a_folder_that_holds_files_of_others(machine):
+    _converged(machine)
+    machine.files["/etc/ipmasq/notes.txt"] = "mine\n"
+    module = FakeModule(state="absent")
+    kernel_plan.run(module)
+    assert machine.files == {"/etc/ipmasq/notes.txt": "mine\n"}
+    assert "/etc/ipmasq stays" in module.warnings[0]
+
+
+def test_documentation_matches_the_argument_spec():
+    import yaml
+    from ansible_collections.ipmasq.gateway.plugins.modules import nat_kernel
+    options = yaml.safe_load(nat_kernel.DOCUMENTATION)["options"]
+    assert sorted(options) == sorted(nat_kernel.ARGUMENT_SPEC)
+    for name, spec in nat_kernel.ARGUMENT_SPEC.items():
+        for key in ("type", "choices", "default"):
+            assert options[name].get(key, "str" if key == "type" else None) == \
+                spec.get(key, "str" if key == "type" else None), (name, key)

@@ -26,6 +26,10 @@ def fwd(**kw):
     return {"forward": [dict(FWD, **kw)]}
 
 
+def inp(**kw):
+    return {"input": [dict({"in_interface": "ppp0", "port": 22}, **kw)]}
+
+
 def _error(config, partial=False):
     with pytest.raises(model.ConfigError) as info:
         model.build_config(config, partial=partial)
@@ -164,6 +168,20 @@ INVALID = [
                  id="icmp-with-v6-destination"),
     pytest.param(fwd(protocol="icmpv6", source="10.0.0.0/8"), "forward[0].protocol", "icmpv6",
                  id="icmpv6-with-v4-source"),
+    # input
+    pytest.param(inp(in_interface=None), "input[0].in_interface", None, id="input-no-interface"),
+    pytest.param(inp(port=None), "input[0].port", None, id="input-no-port"),
+    pytest.param(inp(port=70000), "input[0].port", 70000, id="input-port-70000"),
+    pytest.param(inp(protocol="icmp"), "input[0].port", 22, id="input-icmp-with-port"),
+    pytest.param(inp(protocol="icmpv6", port=None), "input[0].protocol", "icmpv6",
+                 id="input-icmpv6-is-always-in"),
+    pytest.param(inp(protocol="gre"), "input[0].protocol", "gre", id="input-protocol"),
+    pytest.param(inp(protocol="icmp", port=None, source="2001:db8::/32"), "input[0].source",
+                 "2001:db8::/32", id="input-icmp-v6-source"),
+    pytest.param(inp(source="198.51.100.1/24"), "input[0].source", "198.51.100.1/24",
+                 id="input-source-host-bits"),
+    pytest.param(inp(in_interface="ppp0 wan"), "input[0].in_interface", "ppp0 wan",
+                 id="input-interface-space"),
 ]
 
 
@@ -176,6 +194,7 @@ INVALID_STRUCTURE = [
     pytest.param({"masquerade": ["ppp0"]}, "masquerade[0]", "ppp0", id="entry-not-a-dict"),
     pytest.param(masq(iface="ppp0"), "masquerade[0]", "iface", id="unknown-field"),
     pytest.param(pf(dport=80), "port_forwards[0]", "dport", id="unknown-field-pf"),
+    pytest.param(inp(action="drop"), "input[0]", "action", id="unknown-field-input"),
     pytest.param({"masquerade": [{"out_interface": "ppp0", "to_address": "203.0.113.1"}]},
                  "masquerade[0]", "to_address", id="snat-field-on-masquerade"),
 ]
@@ -202,7 +221,8 @@ def test_unknown_field_lists_the_allowed_ones():
 
 
 def test_unknown_kind_lists_the_kinds():
-    assert "allowed: masquerade, snat, port_forwards, forward, helpers" in _error({"nat": []})
+    assert "allowed: masquerade, snat, port_forwards, forward, helpers, input" in \
+        _error({"nat": []})
 
 
 def test_error_names_the_index_of_the_bad_entry():
@@ -240,6 +260,10 @@ def test_error_names_the_index_of_the_bad_entry():
     pytest.param({"helpers": [{"helper": "ftp", "port": 21},
                               {"helper": "ftp", "port": "21", "protocol": "tcp"}]},
                  "helpers[1]", "helpers[0]", "helper, protocol and port", id="helper"),
+    pytest.param({"input": [{"in_interface": "ppp0", "port": 22, "protocol": "tcp_udp"},
+                            {"in_interface": "ppp0", "port": "22", "comment": "again"}]},
+                 "input[1]", "input[0]", "in_interface, protocol, port and source",
+                 id="input-tcp_udp-vs-tcp"),
 ])
 def test_duplicate_identity_names_both_entries_and_the_identity(config, where, first, fields):
     message = _error(config)
@@ -358,6 +382,10 @@ def test_the_documented_suboptions_are_what_the_model_accepts():
     assert sorted(spec["port_forwards"]["options"]) == sorted(model.PortForward._fields)
     assert sorted(spec["forward"]["options"]) == sorted(model.Forward._fields)
     assert sorted(spec["helpers"]["options"]) == sorted(model.Helper._fields)
+    assert sorted(spec["input"]["options"]) == sorted(model.Input._fields)
+    assert spec["input"]["options"]["protocol"]["choices"] == list(model.INPUT_PROTOCOLS)
+    assert model.build_config(inp())["input"][0].protocol == \
+        spec["input"]["options"]["protocol"]["default"]
     assert spec["port_forwards"]["options"]["protocol"]["choices"] == list(model.PF_PROTOCOLS)
     assert spec["forward"]["options"]["protocol"]["choices"] == list(model.FORWARD_PROTOCOLS)
     assert spec["forward"]["options"]["action"]["choices"] == list(model.FORWARD_ACTIONS)
@@ -420,6 +448,7 @@ def test_forward_keeps_user_order_but_v4_before_v6_within_a_family_run():
     ("helpers", model.Helper("ftp", "tcp", "21"), model.Helper("ftp", "tcp", "21")),
     ("forward", model.Forward("a", None, None, None, None, None, None, "drop", "c"),
      model.Forward("a", None, None, None, None, None, None, "drop", None)),
+    ("input", model.Input("ppp0", "tcp", "22", "10.0.0.0/8", "c"), ("ppp0", "tcp", "22", "10.0.0.0/8")),
 ])
 def test_identity(kind, entry, key):
     assert model.identity(kind, entry) == key

@@ -135,6 +135,21 @@ def test_the_captures_hold_what_they_are_named_for():
     assert "'" in fixture_text("apostrophe.nft.txt")
     assert "meta l4proto ipv6-icmp" in fixture_text("icmpv6.nft.txt")
     assert "ip6 saddr 2001:db8::/32" in fixture_text("v6-prefix32.nft.txt")
+    assert "chain input" in fixture_text("input.nft.txt")
+
+
+def test_the_input_chain_exists_only_while_it_has_rules():
+    without = plan.want_state(nft, ruleset_of({"masquerade": [
+        {"source": "192.168.10.0/24", "out_interface": "ppp0"}]}))
+    assert ("chain", "input") not in without.objects
+    assert "chain input" not in nft.render_full(without)
+    with_input = plan.want_state(nft, ruleset_of(fixture_config("input")))
+    assert ("chain", "input") in with_input.objects
+    # going back: the rules go, then the chain (the kernel refuses to delete a full one)
+    assert nft.render_changes(with_input, without)[-2:] == [
+        "flush chain inet ipmasq input", "delete chain inet ipmasq input"]
+    assert nft.render_changes(without, with_input)[0] == (
+        "add chain inet ipmasq input { %s }" % nft.CHAIN_TYPES["input"])
 
 
 # ---------------------------------------------------------------- helpers

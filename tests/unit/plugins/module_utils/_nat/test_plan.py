@@ -45,7 +45,7 @@ def test_hand_typed_howto_rules_become_the_model(text):
     parsed = plan.parse_running_config(text)
     assert parsed == ruleset_of(HOWTO_MODEL)
     # as written, with the kinds it does not use empty
-    assert model.ruleset_to_dict(parsed) == dict(HOWTO_MODEL, snat=[], helpers=[])
+    assert model.ruleset_to_dict(parsed) == dict(HOWTO_MODEL, snat=[], helpers=[], input=[])
 
 
 def test_howto_model_renders_and_reads_back_on_both_backends(codec):
@@ -268,3 +268,19 @@ def test_ruleset_lines_one_rule_per_line_for_diff_mode():
     ]
     nft_lines = plan.ruleset_lines(nft, reparse(nft, state_of(nft, HOWTO_MODEL)))
     assert 'prerouting: iifname "ppp0" tcp dport 8080 dnat ip to 192.168.0.5:80\n' in nft_lines
+
+
+def test_a_missing_interface_is_named_once_with_the_entries_that_name_it():
+    config = {"masquerade": [{"out_interface": "ppp0"}, {"out_interface": "wan0"}],
+              "forward": [{"in_interface": "ppp0", "action": "drop"}, {"out_interface": 0}],
+              "input": [{"in_interface": "ppp+", "port": 22}]}
+    uses = model.interface_uses(config)
+    assert uses == {"ppp0": ["masquerade[0].out_interface", "forward[0].in_interface"],
+                    "wan0": ["masquerade[1].out_interface"], "0": ["forward[1].out_interface"]}
+    [warning] = plan.missing_interface_warnings(uses, ["ppp0"])
+    assert warning.startswith("interface ppp0 does not exist on this host (named by "
+                              "masquerade[0].out_interface, forward[0].in_interface): ")
+    assert "A PPP, VPN or other link that comes up later is fine" in warning
+    many = {"eth9": ["port_forwards[%d].in_interface" % i for i in range(5)]}
+    assert "port_forwards[2].in_interface and 2 more)" in plan.missing_interface_warnings(
+        many, ["eth9"])[0]

@@ -50,6 +50,19 @@ def test_the_port_forward_entries_of_the_roles_are_the_modules(role):
     assert sorted(f for f, s in roles.items() if s.get("required")) == ["port", "to_address"]
 
 
+@pytest.mark.parametrize("role", ["gateway", "masquerade"])
+def test_the_wan_input_entries_of_the_roles_are_the_modules(role):
+    """ipmasq_wan_input entries are the module's input entries but their interface, which
+    is ipmasq_wan_interface."""
+    module = dict(argspec.CONFIG_SPEC["input"]["options"])
+    del module["in_interface"]
+    roles = spec_of(role)["ipmasq_wan_input"]["options"]
+    assert sorted(roles) == sorted(module)
+    for field, spec in module.items():
+        for key in ("type", "choices", "default"):
+            assert roles[field].get(key) == spec.get(key), (field, key)
+
+
 @pytest.mark.parametrize("role", PUBLIC_ROLES)
 def test_the_roles_defaults_are_their_argument_specs_defaults(role):
     defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()) or {}
@@ -83,6 +96,7 @@ def test_the_gateway_builds_every_kind_and_the_kernel_settings():
                     {"in_interface": "ppp0", "action": "drop"}],
         "port_forwards": [dict(PF, in_interface="ppp0")],
         "helpers": [{"helper": "ftp", "port": 21}, {"helper": "sip", "port": 5060, "protocol": "tcp"}],
+        "input": [],
     }
     assert got["kernel"] == {"ipv6_forwarding": False, "conntrack_timeouts": {"udp": 45},
                              "persist": True, "conntrack_max": 1024}
@@ -90,7 +104,7 @@ def test_the_gateway_builds_every_kind_and_the_kernel_settings():
 
 
 @pytest.mark.parametrize("role, kinds, kernel", [
-    ("masquerade", ["masquerade", "snat", "forward"], False),
+    ("masquerade", ["masquerade", "snat", "forward", "input"], False),
     ("port_forward", ["port_forwards"], False),
     ("forwarding", ["helpers"], True),
 ])
@@ -104,6 +118,15 @@ def test_snat_and_inbound_accept():
     got = build(ipmasq_snat_address="203.0.113.10", ipmasq_inbound_policy="accept")["config"]
     assert got["masquerade"] == [] and got["snat"][0]["to_address"] == "203.0.113.10"
     assert {"in_interface": "ppp0", "action": "drop"} not in got["forward"]
+
+
+def test_wan_input_entries_come_in_by_the_wan_interface():
+    entries = [{"protocol": "tcp", "port": 22, "source": "198.51.100.0/24"}, {"protocol": "icmp"}]
+    for role in ("gateway", "masquerade"):
+        got = build(role, ipmasq_wan_input=entries)["config"]["input"]
+        assert got == [dict(e, in_interface="ppp0") for e in entries]
+    assert "input" not in build("port_forward")["config"]
+    assert "input" not in build("forwarding")["config"]
 
 
 def test_an_entry_with_its_own_in_interface_keeps_it():
@@ -143,6 +166,21 @@ ERRORS = [
     ({"ipmasq_conntrack_max": -1}, "ipmasq_conntrack_max: must be a positive whole number (got -1)"),
     ({"ipmasq_rollback_timeout": -5}, "ipmasq_rollback_timeout: must be 0 (off) or a number of seconds"),
     ({"ipmasq_lan_networks": []}, "ipmasq_lan_networks: the gateway role needs it (got [])"),
+    ({"ipmasq_wan_input": "22"}, "ipmasq_wan_input: must be a list, not a string"),
+    ({"ipmasq_wan_input": [22]}, "ipmasq_wan_input[0]: must be a dictionary"),
+    ({"ipmasq_wan_input": [{"port": 22, "in_interface": "lan0"}]},
+     "ipmasq_wan_input[0]: unknown key in_interface (allowed: protocol, port, source, comment; "
+     "the interface is ipmasq_wan_interface)"),
+    ({"ipmasq_wan_input": [{"port": 22}, {"port": 70000}]},
+     "ipmasq_wan_input[1].port: ports must be between 1 and 65535 (got 70000)"),
+    ({"ipmasq_wan_input": [{"protocol": "icmp", "port": 8}]},
+     "ipmasq_wan_input[0].port: icmp has no ports: omit the field (got 8)"),
+    ({"ipmasq_wan_input": [{"port": 22}, {"port": "22"}]},
+     "ipmasq_wan_input[1]: duplicate of ipmasq_wan_input[0]"),
+    ({"ipmasq_wan_input": [{"port": 22, "source": "10.0.0.1/8"}]},
+     "ipmasq_wan_input[0].source: has host bits set"),
+    ({"ipmasq_wan_inputs": []}, "ipmasq_wan_inputs: no ipmasq.gateway role reads this variable; "
+     "did you mean ipmasq_wan_input?"),
 ]
 
 

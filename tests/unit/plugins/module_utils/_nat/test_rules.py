@@ -291,3 +291,47 @@ def test_merge_inverts_split_within_each_family(config):
         assert Counter(merged) == Counter(chain)
         for family in (4, 6):
             assert rules.split_by_family(merged, family) == rules.split_by_family(chain, family)
+
+
+# ---------------------------------------------------------------- input
+
+INPUT = {"input": [
+    {"in_interface": "ppp0", "port": 22, "source": "198.51.100.0/24", "comment": "ssh"},
+    {"in_interface": "ppp0", "protocol": "udp", "port": 51820},
+    {"in_interface": "ppp0", "protocol": "icmp"},
+    {"in_interface": "wg0", "protocol": "tcp", "port": 53},
+]}
+
+
+def test_input_entries_are_framed_per_interface():
+    """Per interface: replies first, the listed traffic, ICMPv6, then the drop; an
+    interface without entries is not filtered at all."""
+    chains = rules.to_rules(ruleset_of(INPUT))[0]
+    assert chains["input"] == [
+        Rule("input", iif="ppp0", ct_state=("established", "related"), verdict="accept"),
+        Rule("input", iif="ppp0", proto="icmp", verdict="accept"),
+        Rule("input", iif="ppp0", saddr="198.51.100.0/24", proto="tcp", dport="22",
+             verdict="accept", comment="ssh"),
+        Rule("input", iif="ppp0", proto="udp", dport="51820", verdict="accept"),
+        Rule("input", iif="ppp0", proto="icmpv6", verdict="accept"),
+        Rule("input", iif="ppp0", verdict="drop"),
+        Rule("input", iif="wg0", ct_state=("established", "related"), verdict="accept"),
+        Rule("input", iif="wg0", proto="tcp", dport="53", verdict="accept"),
+        Rule("input", iif="wg0", proto="icmpv6", verdict="accept"),
+        Rule("input", iif="wg0", verdict="drop"),
+    ]
+    assert rules.to_rules(ruleset_of({}))[0]["input"] == []
+    assert rules.from_rules(chains) == (ruleset_of(INPUT), [])
+
+
+def test_an_input_rule_outside_the_model_is_foreign():
+    chains = rules.to_rules(ruleset_of(INPUT))[0]
+    odd = Rule("input", iif="ppp0", proto="tcp", dport="22", verdict="drop")
+    chains["input"].insert(1, odd)
+    assert rules.from_rules(chains) == (ruleset_of(INPUT), [odd])
+
+
+def test_a_frame_without_entries_reads_as_nothing_so_the_next_run_removes_it():
+    head, tail = rules.input_frame("ppp0")
+    got, foreign = rules.from_rules({"input": head + tail})
+    assert got["input"] == () and foreign == []
