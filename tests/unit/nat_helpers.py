@@ -12,6 +12,9 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
 
 CODECS = {"nftables": nft, "iptables": iptables}
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# Debian releases whose nft/iptables output was captured: bookworm's captures lie in FIXTURES,
+# each other release's in FIXTURES/<release> (capture.sh --release).
+CAPTURE_RELEASES = ("bookworm", "trixie")
 
 
 # ---------------------------------------------------------------- the pure pipeline
@@ -42,8 +45,9 @@ def kinds_differ(got, want):
 
 # ---------------------------------------------------------------- fixtures on disk
 
-def fixture_text(name):
-    return (FIXTURES / name).read_text(encoding="utf-8")
+def fixture_text(name, release="bookworm"):
+    folder = FIXTURES if release == "bookworm" else FIXTURES / release
+    return (folder / name).read_text(encoding="utf-8")
 
 
 def fixture_config(name):

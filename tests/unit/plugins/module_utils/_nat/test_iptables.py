@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables, plan, rules
 
 from nat_helpers import (
-    Refused, configs, fixture_config, fixture_text, iptables_apply, kinds_differ, reparse,
+    CAPTURE_RELEASES, Refused, configs, fixture_config, fixture_text, iptables_apply, kinds_differ, reparse,
     ruleset_of, state_of)
 
 CONFIG = {
@@ -29,11 +29,11 @@ CONFIG = {
 }
 
 
-def _kernel(name):
+def _kernel(name, release):
     """The State that Host.read builds from the captured iptables-save/ip6tables-save."""
     return iptables.combine(
-        iptables.parse_save(fixture_text("%s.iptables-save" % name), 4),
-        iptables.parse_save(fixture_text("%s.ip6tables-save" % name), 6))
+        iptables.parse_save(fixture_text("%s.iptables-save" % name, release), 4),
+        iptables.parse_save(fixture_text("%s.ip6tables-save" % name, release), 6))
 
 
 # ---------------------------------------------------------------- render
@@ -115,11 +115,12 @@ def test_round_trip_through_iptables_restore_text(config):
 
 # ---------------------------------------------------------------- real kernel output
 
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
 @pytest.mark.parametrize("name", ["gateway", "icmpv6", "v6-prefix32"])
-def test_kernel_dump_reads_back_as_the_model_that_made_it(name):
+def test_kernel_dump_reads_back_as_the_model_that_made_it(name, release):
     ruleset = ruleset_of(fixture_config(name))
     want = plan.want_state(iptables, ruleset)
-    state = _kernel(name)
+    state = _kernel(name, release)
     got, foreign = plan.read_model(iptables, state)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
@@ -127,23 +128,26 @@ def test_kernel_dump_reads_back_as_the_model_that_made_it(name):
     assert iptables.render_changes(state, want) == []
 
 
-def test_foreign_chains_and_rules_in_builtin_chains_are_not_ours():
-    text = fixture_text("gateway.iptables-save")
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
+def test_foreign_chains_and_rules_in_builtin_chains_are_not_ours(release):
+    text = fixture_text("gateway.iptables-save", release)
     assert ":DOCKER - [0:0]" in text and "-A POSTROUTING -s 172.17.0.0/16" in text
-    state = _kernel("gateway")
+    state = _kernel("gateway", release)
     rendered = iptables.render_full(state)
     assert "DOCKER" not in rendered and "docker0" not in rendered
 
 
-def test_combined_dump_with_an_ip6tables_marker():
-    text = "%s# ip6tables-save\n%s" % (fixture_text("gateway.iptables-save"),
-                                       fixture_text("gateway.ip6tables-save"))
-    assert iptables.parse(text) == _kernel("gateway")
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
+def test_combined_dump_with_an_ip6tables_marker(release):
+    text = "%s# ip6tables-save\n%s" % (fixture_text("gateway.iptables-save", release),
+                                       fixture_text("gateway.ip6tables-save", release))
+    assert iptables.parse(text) == _kernel("gateway", release)
 
 
-def test_kernel_dump_with_an_apostrophe_in_a_comment():
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
+def test_kernel_dump_with_an_apostrophe_in_a_comment(release):
     ruleset = ruleset_of(fixture_config("apostrophe"))
-    assert plan.read_model(iptables, _kernel("apostrophe")) == (ruleset, [])
+    assert plan.read_model(iptables, _kernel("apostrophe", release)) == (ruleset, [])
 
 
 # ---------------------------------------------------------------- parse details

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model, nft, plan, rules
 
 from nat_helpers import (
-    Refused, configs, fixture_config, fixture_text, kinds_differ, nft_apply, reparse, ruleset_of,
+    CAPTURE_RELEASES, Refused, configs, fixture_config, fixture_text, kinds_differ, nft_apply, reparse, ruleset_of,
     safe_helper_entries, state_of)
 
 NFT_DUMPS = ("nft.json", "nft.txt", "ruleset.json", "ruleset.txt")
@@ -105,11 +105,12 @@ def test_round_trip_through_the_text_nft_prints(config):
 
 # ---------------------------------------------------------------- real kernel output
 
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
 @pytest.mark.parametrize("dump", NFT_DUMPS)
-def test_kernel_dump_reads_back_as_the_model_that_made_it(dump):
+def test_kernel_dump_reads_back_as_the_model_that_made_it(dump, release):
     ruleset = ruleset_of(fixture_config("gateway"))
     want = plan.want_state(nft, ruleset)
-    state = nft.parse(fixture_text("gateway.%s" % dump))
+    state = nft.parse(fixture_text("gateway.%s" % dump, release))
     got, foreign = plan.read_model(nft, state)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
@@ -118,30 +119,34 @@ def test_kernel_dump_reads_back_as_the_model_that_made_it(dump):
     assert nft.render_changes(state, want) == []
 
 
-def test_kernel_json_and_text_dumps_agree():
-    states = [nft.parse(fixture_text("gateway.%s" % dump)) for dump in NFT_DUMPS]
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
+def test_kernel_json_and_text_dumps_agree(release):
+    states = [nft.parse(fixture_text("gateway.%s" % dump, release)) for dump in NFT_DUMPS]
     assert all(s == states[0] for s in states[1:])
 
 
-def test_foreign_tables_in_a_ruleset_dump_are_ignored():
-    assert '"foreign"' in fixture_text("gateway.ruleset.json")
-    assert "table ip foreign" in fixture_text("gateway.ruleset.txt")
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
+def test_foreign_tables_in_a_ruleset_dump_are_ignored(release):
+    assert '"foreign"' in fixture_text("gateway.ruleset.json", release)
+    assert "table ip foreign" in fixture_text("gateway.ruleset.txt", release)
     for dump in ("ruleset.json", "ruleset.txt"):
-        state = nft.parse(fixture_text("gateway.%s" % dump))
+        state = nft.parse(fixture_text("gateway.%s" % dump, release))
         assert all(name != "guard" and name != "post" for _kind, name in state.objects)
 
 
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
 @pytest.mark.parametrize("dump", NFT_DUMPS)
-def test_kernel_dump_with_an_apostrophe_in_a_comment(dump):
+def test_kernel_dump_with_an_apostrophe_in_a_comment(dump, release):
     ruleset = ruleset_of(fixture_config("apostrophe"))
-    got, foreign = plan.read_model(nft, nft.parse(fixture_text("apostrophe.%s" % dump)))
+    got, foreign = plan.read_model(nft, nft.parse(fixture_text("apostrophe.%s" % dump, release)))
     assert (got, foreign) == (ruleset, [])
 
 
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
 @pytest.mark.parametrize("dump", NFT_DUMPS)
-def test_kernel_dump_of_an_icmpv6_rule(dump):
+def test_kernel_dump_of_an_icmpv6_rule(dump, release):
     ruleset = ruleset_of(fixture_config("icmpv6"))
-    state = nft.parse(fixture_text("icmpv6.%s" % dump))
+    state = nft.parse(fixture_text("icmpv6.%s" % dump, release))
     assert plan.read_model(nft, state) == (ruleset, [])
     assert nft.render_changes(state, plan.want_state(nft, ruleset)) == []
 
