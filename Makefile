@@ -27,22 +27,46 @@ export CONTAINERS_CONF := $(CURDIR)/containers.conf
 export DEBIAN_FRONTEND := noninteractive
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
+# Debian release of the test containers (Molecule, lab): bookworm (Debian 12) or trixie
+# (Debian 13), e.g. `make molecule IPMASQ_RELEASE=trixie SCENARIO=default`.
+IPMASQ_RELEASE ?= bookworm
+export IPMASQ_RELEASE
+RELEASES := bookworm trixie
 # Always the checkout's recipe (a stale value in the environment would point at an old tag);
 # `make IPMASQ_IMAGE=...` still overrides it.
-export IPMASQ_IMAGE := $(shell scripts/build-image.sh --print-ref)
+export IPMASQ_IMAGE := $(shell scripts/build-image.sh --release $(IPMASQ_RELEASE) --print-ref)
 
-# Molecule scenarios: every molecule/*/molecule.yml, or only SCENARIO=name.
+# Scenarios that `make test` runs on every release in RELEASES; the others run on IPMASQ_RELEASE.
+RELEASE_SCENARIOS := default iptables
+
+# ansible-core lines tested besides the venv's (2.19, with the host's Python 3.11). Each runs
+# sanity and unit tests with Python 3.13 in a container of the trixie image
+# (tests/matrix/core-line.sh), from requirements-core-<line>.txt.
+CORE_LINES := 2.18 2.20 2.21 2.22
+
+# Molecule scenarios: every molecule/*/molecule.yml, or only SCENARIO=name (or names).
 SCENARIOS := $(if $(SCENARIO),$(SCENARIO),$(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help deps venv collection-link image lint sanity unit integration molecule build build-check \
-	test lab lab-down bench clean clean-all
+# copy_tree DEST: the tracked and the untracked-but-not-ignored files, copied to DEST afresh.
+define copy_tree
+	rm -rf $(1)
+	mkdir -p $(1)
+	git ls-files -z --cached --others --exclude-standard \
+		| while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done \
+		| tar --null --no-recursion -T - -cf - | tar -xf - -C $(1)
+endef
+
+.PHONY: help deps venv collection-link image images lint sanity core-lines $(addprefix core-,$(CORE_LINES)) \
+	unit integration molecule molecule-releases build build-check test lab lab-down bench clean clean-all
 
 help:
 	@echo "make lab          build the NAT gateway lab in containers and prove NAT with traffic (lab-down removes it)"
-	@echo "make test         everything CI runs: deps venv image lint sanity build-check unit integration molecule"
-	@echo "make molecule     all Molecule scenarios, or one: make molecule SCENARIO=default"
-	@echo "make deps|venv|image|collection-link   install apt packages | .venv | test image | collection symlink"
+	@echo "make test         everything CI runs: deps venv images lint sanity core-lines build-check unit integration molecule molecule-releases"
+	@echo "make molecule     all Molecule scenarios, or one: make molecule SCENARIO=default [IPMASQ_RELEASE=trixie]"
+	@echo "make molecule-releases   $(RELEASE_SCENARIOS) on the releases other than $(IPMASQ_RELEASE) ($(RELEASES))"
+	@echo "make deps|venv|image|images|collection-link   apt packages | .venv | test image (of IPMASQ_RELEASE) | all releases' | collection symlink"
 	@echo "make lint|sanity|unit|integration       single test layers"
+	@echo "make core-lines | core-2.NN   sanity and unit tests under ansible-core $(CORE_LINES)"
 	@echo "make build        collection tarball in .build/dist (build-check also installs it)"
 	@echo "make bench [QUICK=1]   benchmarks"
 	@echo "make clean | clean-all   remove build output | also .venv and test images"
@@ -71,7 +95,10 @@ collection-link:
 	@ln -sfn ../../../.. $(COLLECTION_LINK)
 
 image: deps
-	scripts/build-image.sh
+	scripts/build-image.sh --release $(IPMASQ_RELEASE)
+
+images: deps
+	@for release in $(RELEASES); do scripts/build-image.sh --release "$$release"; done
 
 # ANSIBLE_HOME: ansible-lint puts its own cache collections dir (default ~/.ansible/collections)
 # first on the collection path, where a stale installed copy of this collection would shadow
@@ -86,10 +113,7 @@ lint: venv collection-link
 # CI cannot reach; scripts/ansible-test-get-pip.py stands in, with pip from PyPI.
 sanity: deps venv
 	rm -rf $(BUILD)/sanity
-	mkdir -p $(SANITY_ROOT)
-	git ls-files -z --cached --others --exclude-standard \
-		| while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done \
-		| tar --null --no-recursion -T - -cf - | tar -xf - -C $(SANITY_ROOT)
+	$(call copy_tree,$(SANITY_ROOT))
 	@pip_version=$$(python -c "import types; from ansible_test._internal.python_requirements import get_venv_packages; \
 		print(get_venv_packages(types.SimpleNamespace(version='3.11'))['pip'])"); \
 	cache=$$HOME/.ansible/test/cache; mkdir -p "$$cache"; \
@@ -97,6 +121,14 @@ sanity: deps venv
 		pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: "pip==$$pip_version" -d "$$cache"; \
 	cp scripts/ansible-test-get-pip.py "$$cache/get_pip_$${pip_version//./_}.py"
 	cd $(SANITY_ROOT) && ANSIBLE_TEST_CONTENT_ROOT=$(SANITY_ROOT) ansible-test sanity --python 3.11 --color no
+
+core-lines: $(addprefix core-,$(CORE_LINES))
+
+# pip (on the host, from the venv) downloads the wheels; the container has no network.
+$(addprefix core-,$(CORE_LINES)): core-%: deps venv
+	scripts/build-image.sh --release trixie
+	$(call copy_tree,$(BUILD)/core/$*/src/ansible_collections/ipmasq/gateway)
+	PIP=$(VENV)/bin/pip tests/matrix/core-line.sh $* $(BUILD)/core/$*/src/ansible_collections/ipmasq/gateway
 
 build: venv
 	ansible-galaxy collection build --force --output-path $(BUILD)/dist
@@ -119,11 +151,17 @@ integration: deps venv collection-link
 
 molecule: venv collection-link image
 	@for scenario in $(SCENARIOS); do \
-		echo "=== molecule test -s $$scenario"; \
+		echo "=== molecule test -s $$scenario ($(IPMASQ_RELEASE))"; \
 		molecule test -s "$$scenario"; \
 	done
 
-test: deps venv image lint sanity build-check unit integration molecule
+# A sub-make per release: IPMASQ_IMAGE follows IPMASQ_RELEASE there.
+molecule-releases:
+	@for release in $(filter-out $(IPMASQ_RELEASE),$(RELEASES)); do \
+		$(MAKE) --no-print-directory molecule IPMASQ_RELEASE="$$release" SCENARIO="$(RELEASE_SCENARIOS)"; \
+	done
+
+test: deps venv images lint sanity core-lines build-check unit integration molecule molecule-releases
 
 lab: venv collection-link image
 	bash scripts/lab.sh up

@@ -29,7 +29,9 @@ while [[ $# -gt 0 ]]; do
 done
 [[ " ${RELEASES[*]} " == *" $suite "* ]] \
     || { echo "build-image: unknown release '$suite' (known: ${RELEASES[*]})" >&2; exit 2; }
-packages=python3,iproute2,iptables,nftables,procps,curl,conntrack,systemd,systemd-sysv,dbus,openssh-server,iputils-ping,ca-certificates
+# The ansible-core lines that run their tests in the trixie image (tests/matrix/core-line.sh)
+# need the shellcheck package for ansible-test's sanity test of that name.
+packages=python3,iproute2,iptables,nftables,procps,curl,conntrack,systemd,systemd-sysv,dbus,openssh-server,iputils-ping,ca-certificates,shellcheck
 recipe_files=(
     scripts/build-image.sh
     tests/tools/ipmasq_echo.py

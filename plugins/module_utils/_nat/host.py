@@ -207,9 +207,10 @@ class Host:
             "".join("%s; " % " ".join("'%s'" % a for a in step) for step in steps),
             os.path.join(folder, "fired"))
         args = ["/bin/sh", "-c", program, "ipmasq-rollback", str(seconds)]
+        # The timer must outlive this module run, and run_command waits for its child.
         with open(os.devnull, "r+") as null:
-            proc = subprocess.Popen(args, stdin=null, stdout=null, stderr=null,
-                                    close_fds=True, start_new_session=True)
+            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+                args, stdin=null, stdout=null, stderr=null, close_fds=True, start_new_session=True)
         with open(os.path.join(folder, "pid"), "w") as handle:
             handle.write(str(proc.pid))
         return token
