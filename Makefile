@@ -16,10 +16,11 @@ TARBALL := $(BUILD)/dist/ipmasq-gateway-$(VERSION).tar.gz
 # Debian packages the targets need. python3-venv: `venv` and ansible-test's own virtualenvs;
 # netavark: static addresses and interface names on podman networks; debian-archive-keyring:
 # debootstrap of bookworm from Ubuntu too; shellcheck: the ansible-test sanity test of that name;
-# openssh-client: the Molecule scenario `lockout` reaches its gateway over SSH.
+# openssh-client: the Molecule scenario `lockout` reaches its gateway over SSH;
+# chromium, fonts-dejavu-core: the docs site test renders pages in headless Chromium.
 APT_PACKAGES := podman runc netavark debootstrap debian-archive-keyring nftables iptables \
 	conntrack iproute2 python3-venv git shellcheck ca-certificates \
-	openssh-client
+	openssh-client chromium fonts-dejavu-core
 
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)/collections
@@ -27,6 +28,15 @@ export CONTAINERS_CONF := $(CURDIR)/containers.conf
 export DEBIAN_FRONTEND := noninteractive
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
+# Tool virtualenvs of their own, so their pins do not meet the test toolchain's:
+# requirements-docs.txt (antsibull-docs, Sphinx) and requirements-builder.txt (ansible-builder).
+DOCS_VENV := $(BUILD)/venvs/docs
+BUILDER_VENV := $(BUILD)/venvs/builder
+DOCS := $(BUILD)/docs
+# The docs tools find ansible.posix (a dependency of the collection) among the collections of
+# the venv's `ansible` package.
+BUNDLED_COLLECTIONS = $(shell $(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
 # Debian release of the test containers (Molecule, lab): bookworm (Debian 12) or trixie
 # (Debian 13), e.g. `make molecule IPMASQ_RELEASE=trixie SCENARIO=default`.
 IPMASQ_RELEASE ?= bookworm
@@ -57,17 +67,19 @@ define copy_tree
 endef
 
 .PHONY: help deps venv collection-link image images lint sanity core-lines $(addprefix core-,$(CORE_LINES)) \
-	unit integration molecule molecule-releases build build-check test lab lab-down bench clean clean-all
+	unit integration molecule molecule-releases build build-check docs docs-check test lab lab-down \
+	bench clean clean-all
 
 help:
 	@echo "make lab          build the NAT gateway lab in containers and prove NAT with traffic (lab-down removes it)"
-	@echo "make test         everything CI runs: deps venv images lint sanity core-lines build-check unit integration molecule molecule-releases"
+	@echo "make test         everything CI runs: deps venv images lint sanity core-lines build-check unit docs-check integration molecule molecule-releases"
 	@echo "make molecule     all Molecule scenarios, or one: make molecule SCENARIO=default [IPMASQ_RELEASE=trixie]"
 	@echo "make molecule-releases   $(RELEASE_SCENARIOS) on the releases other than $(IPMASQ_RELEASE) ($(RELEASES))"
 	@echo "make deps|venv|image|images|collection-link   apt packages | .venv | test image (of IPMASQ_RELEASE) | all releases' | collection symlink"
 	@echo "make lint|sanity|unit|integration       single test layers"
 	@echo "make core-lines | core-2.NN   sanity and unit tests under ansible-core $(CORE_LINES)"
 	@echo "make build        collection tarball in .build/dist (build-check also installs it)"
+	@echo "make docs | docs-check   HTML docs site in .build/docs/html | check it in headless Chromium"
 	@echo "make bench [QUICK=1]   benchmarks"
 	@echo "make clean | clean-all   remove build output | also .venv and test images"
 
@@ -90,6 +102,14 @@ $(VENV)/.stamp: requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
+$(DOCS_VENV)/.stamp: requirements-docs.txt
+$(BUILDER_VENV)/.stamp: requirements-builder.txt
+$(DOCS_VENV)/.stamp $(BUILDER_VENV)/.stamp:
+	rm -rf $(dir $@)
+	python3 -m venv $(dir $@)
+	$(dir $@)bin/pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
 collection-link:
 	@mkdir -p $(dir $(COLLECTION_LINK))
 	@ln -sfn ../../../.. $(COLLECTION_LINK)
@@ -103,9 +123,21 @@ images: deps
 # ANSIBLE_HOME: ansible-lint puts its own cache collections dir (default ~/.ansible/collections)
 # first on the collection path, where a stale installed copy of this collection would shadow
 # the checkout.
-lint: venv collection-link
+# Then: the docs of the module, the roles and docs/docsite (antsibull-docs), and the execution
+# environment of meta/execution-environment.yml, through the link at the root that makes its
+# paths start at the collection root: ansible-builder writes the build context, and its
+# introspect step, run on the installed tarball, finds the controller-side dependencies.
+lint: venv collection-link build $(DOCS_VENV)/.stamp $(BUILDER_VENV)/.stamp
 	yamllint --strict .
 	ANSIBLE_HOME=$(BUILD)/ansible-lint ansible-lint
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections:$(BUNDLED_COLLECTIONS) PATH=$(DOCS_VENV)/bin:$$PATH \
+		antsibull-docs lint-collection-docs --plugin-docs .
+	$(BUILDER_VENV)/bin/ansible-builder create --file execution-environment.yml --context $(BUILD)/ee
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	ANSIBLE_COLLECTIONS_PATH="$$tmp" ansible-galaxy collection install --offline --no-deps -p "$$tmp" $(TARBALL) >/dev/null; \
+	$(BUILDER_VENV)/bin/ansible-builder introspect --sanitize "$$tmp" | tee "$$tmp/deps.yml"; \
+	grep -q '^python: \[\]$$' "$$tmp/deps.yml"; \
+	grep -q "^- 'openssh-clients \[platform:rpm\]  # from collection ipmasq.gateway'$$" "$$tmp/deps.yml"
 
 # ansible-test wants the collection at ansible_collections/<ns>/<name> and lists files itself:
 # ANSIBLE_TEST_CONTENT_ROOT keeps it from taking the enclosing checkout (where .build is
@@ -143,6 +175,26 @@ build-check: build
 	ansible-doc --list ipmasq.gateway; \
 	ansible-doc --list --type role ipmasq.gateway
 
+# The site: this checkout's README.md and docs/benchmarks.md, and the collection's pages
+# (module, roles, docs/docsite guides, changelog) that antsibull-docs writes from the
+# installed-as-current collection. Sphinx turns every warning into an error.
+docs: venv collection-link $(DOCS_VENV)/.stamp
+	rm -rf $(DOCS)
+	mkdir -p $(DOCS)/src/gateway
+	chmod 0755 $(DOCS)/src/gateway  # antsibull-docs writes only into a folder that only it may write
+	cp docs/site/index.rst $(DOCS)/src/
+	cp README.md $(DOCS)/src/readme.md
+	cp docs/benchmarks.md docs/benchmarks.png $(DOCS)/src/
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections:$(BUNDLED_COLLECTIONS) PATH=$(DOCS_VENV)/bin:$$PATH \
+		antsibull-docs collection --use-current --squash-hierarchy --fail-on-error \
+		--dest-dir $(DOCS)/src/gateway ipmasq.gateway
+	$(DOCS_VENV)/bin/sphinx-build -W --keep-going -q -b html -c docs/site $(DOCS)/src $(DOCS)/html
+	@echo "docs: $(DOCS)/html/index.html"
+
+# Headless Chromium renders the index and the nat_rules page (tests/docs).
+docs-check: deps venv docs
+	pytest tests/docs
+
 unit: venv collection-link
 	PYTHONPATH=$(BUILD)/collections pytest tests/unit
 
@@ -161,7 +213,8 @@ molecule-releases:
 		$(MAKE) --no-print-directory molecule IPMASQ_RELEASE="$$release" SCENARIO="$(RELEASE_SCENARIOS)"; \
 	done
 
-test: deps venv images lint sanity core-lines build-check unit integration molecule molecule-releases
+test: deps venv images lint sanity core-lines build-check unit docs-check integration molecule \
+	molecule-releases
 
 lab: venv collection-link image
 	bash scripts/lab.sh up
