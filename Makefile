@@ -67,18 +67,18 @@ define copy_tree
 endef
 
 .PHONY: help deps venv collection-link image images lint sanity core-lines $(addprefix core-,$(CORE_LINES)) \
-	unit integration molecule molecule-releases build build-check docs docs-check test lab lab-down \
+	unit integration molecule molecule-releases build build-check release-check docs docs-check test lab lab-down \
 	bench clean clean-all
 
 help:
 	@echo "make lab          build the NAT gateway lab in containers and prove NAT with traffic (lab-down removes it)"
-	@echo "make test         everything CI runs: deps venv images lint sanity core-lines build-check unit docs-check integration molecule molecule-releases"
+	@echo "make test         everything CI runs: deps venv images lint sanity core-lines build-check release-check unit docs-check integration molecule molecule-releases"
 	@echo "make molecule     all Molecule scenarios, or one: make molecule SCENARIO=default [IPMASQ_RELEASE=trixie]"
 	@echo "make molecule-releases   $(RELEASE_SCENARIOS) on the releases other than $(IPMASQ_RELEASE) ($(RELEASES))"
 	@echo "make deps|venv|image|images|collection-link   apt packages | .venv | test image (of IPMASQ_RELEASE) | all releases' | collection symlink"
 	@echo "make lint|sanity|unit|integration       single test layers"
 	@echo "make core-lines | core-2.NN   sanity and unit tests under ansible-core $(CORE_LINES)"
-	@echo "make build        collection tarball in .build/dist (build-check also installs it)"
+	@echo "make build        collection tarball in .build/dist (build-check also installs it; release-check rehearses a release)"
 	@echo "make docs | docs-check   HTML docs site in .build/docs/html | check it in headless Chromium"
 	@echo "make bench [QUICK=1]   benchmarks"
 	@echo "make clean | clean-all   remove build output | also .venv and test images"
@@ -154,7 +154,9 @@ sanity: deps venv
 	cp scripts/ansible-test-get-pip.py "$$cache/get_pip_$${pip_version//./_}.py"
 	cd $(SANITY_ROOT) && ANSIBLE_TEST_CONTENT_ROOT=$(SANITY_ROOT) ansible-test sanity --python 3.11 --color no
 
-core-lines: $(addprefix core-,$(CORE_LINES))
+# Two lines at a time: each is mostly one process (pylint), and 2 CPUs are what CI has.
+core-lines:
+	$(MAKE) --no-print-directory -j2 --output-sync=target $(addprefix core-,$(CORE_LINES))
 
 # pip (on the host, from the venv) downloads the wheels; the container has no network.
 $(addprefix core-,$(CORE_LINES)): core-%: deps venv
@@ -195,6 +197,10 @@ docs: venv collection-link $(DOCS_VENV)/.stamp
 docs-check: deps venv docs
 	pytest tests/docs
 
+# The release steps of the README on a copy of the checkout (tests/release).
+release-check: venv collection-link
+	pytest tests/release
+
 unit: venv collection-link
 	PYTHONPATH=$(BUILD)/collections pytest tests/unit
 
@@ -213,8 +219,8 @@ molecule-releases:
 		$(MAKE) --no-print-directory molecule IPMASQ_RELEASE="$$release" SCENARIO="$(RELEASE_SCENARIOS)"; \
 	done
 
-test: deps venv images lint sanity core-lines build-check unit docs-check integration molecule \
-	molecule-releases
+test: deps venv images lint sanity core-lines build-check release-check unit docs-check integration \
+	molecule molecule-releases
 
 lab: venv collection-link image
 	bash scripts/lab.sh up

@@ -31,6 +31,9 @@ nitpicky = True
 REPOSITORY_LINKS = [
     (re.compile(r"\]\(roles/(\w+)/README\.md\)"), r"](project:#ansible_collections.ipmasq.gateway.\1_role)"),
     (re.compile(r"\]\(docs/benchmarks\.md\)"), "](benchmarks.md)"),
+    # the screenshot of the module's page: here, the page itself
+    (re.compile(r"\]\(docs/nat_rules_module\.png\)"),
+     "](project:#ansible_collections.ipmasq.gateway.nat_rules_module)"),
     (re.compile(r"\]\(LICENSE\)"), "](https://www.gnu.org/licenses/gpl-3.0.html)"),
 ]
 

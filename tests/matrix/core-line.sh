@@ -30,7 +30,7 @@ collections_dir=$(cd "$tree/../../.." && pwd)
 
 python_version=3.13
 work=$repo_root/.build/core/$line
-wheels=$repo_root/.build/wheels/cp${python_version/./}
+wheels=$work/wheels  # one wheel house per line, so that lines can run side by side
 image=$("$repo_root/scripts/build-image.sh" --release trixie --print-ref)
 container=ipmasq-core-$line
 pip=${PIP:-pip}
