@@ -117,8 +117,10 @@ collection-link:
 image: deps
 	scripts/build-image.sh --release $(IPMASQ_RELEASE)
 
+# Side by side: debootstrap mostly waits for the mirror and for dpkg.
 images: deps
-	@for release in $(RELEASES); do scripts/build-image.sh --release "$$release"; done
+	@pids=(); for release in $(RELEASES); do scripts/build-image.sh --release "$$release" & pids+=($$!); done; \
+	status=0; for pid in "$${pids[@]}"; do wait "$$pid" || status=1; done; exit "$$status"
 
 # ANSIBLE_HOME: ansible-lint puts its own cache collections dir (default ~/.ansible/collections)
 # first on the collection path, where a stale installed copy of this collection would shadow
