@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Build the Debian 12 (bookworm) systemd image that Molecule scenarios and the lab run.
+# Build the Debian systemd image that Molecule scenarios and the lab run, for one release.
 #
-#   scripts/build-image.sh              build localhost/ipmasq-node:<tag> unless it exists
-#   scripts/build-image.sh --print-ref  print that reference and exit (no podman needed)
+#   scripts/build-image.sh [--release R]              build localhost/ipmasq-node:<R>-<hash> unless it exists
+#   scripts/build-image.sh [--release R] --print-ref  print that reference and exit (no podman needed)
 #
-# <tag> is the first 12 hex digits of a sha256 over this script, the traffic tools and
-# anything under images/ipmasq-node/, so changing the recipe yields a new image while
+# R is a Debian release from RELEASES below: bookworm (Debian 12, the default) or trixie
+# (Debian 13); IPMASQ_RELEASE sets it too. Every release gets the same recipe.
+# <hash> is the first 12 hex digits of a sha256 over the release name, this script, the traffic
+# tools and anything under images/ipmasq-node/, so changing the recipe yields a new image while
 # re-runs reuse the cached one. No registry is needed: the root file system comes from
 # debootstrap and a Debian mirror (IPMASQ_DEBIAN_MIRROR, else the host's apt sources,
 # else deb.debian.org). Needs root, debootstrap and podman.
@@ -13,8 +15,23 @@ set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 image_name=localhost/ipmasq-node
-suite=bookworm
-packages=python3,iproute2,iptables,ipset,nftables,procps,curl,conntrack,systemd,systemd-sysv,dbus,openssh-server,iputils-ping,ca-certificates
+RELEASES=(bookworm trixie)
+suite=${IPMASQ_RELEASE:-bookworm}
+print_ref=false
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --release) [[ $# -ge 2 ]] || { echo "build-image: --release needs a value" >&2; exit 2; }
+                   suite=$2; shift 2 ;;
+        --release=*) suite=${1#--release=}; shift ;;
+        --print-ref) print_ref=true; shift ;;
+        *) echo "usage: $0 [--release $(IFS="|"; echo "${RELEASES[*]}")] [--print-ref]" >&2; exit 2 ;;
+    esac
+done
+[[ " ${RELEASES[*]} " == *" $suite "* ]] \
+    || { echo "build-image: unknown release '$suite' (known: ${RELEASES[*]})" >&2; exit 2; }
+# The ansible-core lines that run their tests in the trixie image (tests/matrix/core-line.sh)
+# need the shellcheck package for ansible-test's sanity test of that name.
+packages=python3,iproute2,iptables,ipset,nftables,procps,curl,conntrack,systemd,systemd-sysv,dbus,openssh-server,iputils-ping,ca-certificates,shellcheck
 recipe_files=(
     scripts/build-image.sh
     tests/tools/ipmasq_echo.py
@@ -28,17 +45,28 @@ image_tag() {
     if [[ -d "$repo_root/images/ipmasq-node" ]]; then
         mapfile -t extra < <(cd "$repo_root" && find images/ipmasq-node -type f | LC_ALL=C sort)
     fi
-    # The package list and suite live in this script, so hashing it covers them.
-    (cd "$repo_root" && sha256sum "${recipe_files[@]}" "${extra[@]}") | sha256sum | cut -c1-12
+    # The package list lives in this script, so hashing it covers it; the release is hashed too.
+    { echo "release $suite"; cd "$repo_root" && sha256sum "${recipe_files[@]}" "${extra[@]}"; } \
+        | sha256sum | cut -c1-12
 }
 
-# First bookworm mirror in the host's apt sources (deb822 or one-line style).
+# The mirror of the host's apt sources (deb822 or one-line style) that serves the release,
+# else one that serves another known Debian release: a Debian mirror serves them all.
 debian_mirror() {
     if [[ -n "${IPMASQ_DEBIAN_MIRROR:-}" ]]; then
         echo "$IPMASQ_DEBIAN_MIRROR"
         return
     fi
-    local f uri
+    local candidate
+    for candidate in "$suite" "${RELEASES[@]}"; do
+        mirror_for "$candidate" && return
+    done
+    echo http://deb.debian.org/debian
+}
+
+# mirror_for SUITE: print the first apt source URI for SUITE; fail when there is none.
+mirror_for() {
+    local suite=$1 f uri
     for f in /etc/apt/sources.list.d/*.sources; do
         [[ -f "$f" ]] || continue
         # Stanzas are separated by blank lines; want Types: deb and the plain suite.
@@ -63,23 +91,20 @@ debian_mirror() {
             return
         fi
     fi
-    echo http://deb.debian.org/debian
+    return 1
 }
 
-ref="$image_name:$(image_tag)"
-if [[ "${1:-}" == "--print-ref" ]]; then
+ref="$image_name:$suite-$(image_tag)"
+if $print_ref; then
     echo "$ref"
     exit 0
-elif [[ $# -gt 0 ]]; then
-    echo "usage: $0 [--print-ref]" >&2
-    exit 2
 fi
 
 [[ $EUID -eq 0 ]] || { echo "build-image: must run as root (debootstrap, rootful podman)" >&2; exit 1; }
 
 # One build at a time; a second caller waits and then finds the image.
 mkdir -p "$repo_root/.build"
-exec 9>"$repo_root/.build/image.lock"
+exec 9>"$repo_root/.build/image-$suite.lock"
 flock -w 900 9 || { log "timed out waiting for another image build"; exit 1; }
 
 if podman image exists "$ref"; then
@@ -94,7 +119,7 @@ trap cleanup EXIT
 
 log "debootstrap $suite from $mirror into $rootfs (about a minute)"
 start=$SECONDS
-build_log="$repo_root/.build/build-image.log"
+build_log="$repo_root/.build/build-image-$suite.log"
 debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" \
     > "$build_log" 2>&1 || { tail -n 30 "$build_log" >&2; log "failed, full log: $build_log"; exit 1; }
 log "debootstrap done in $((SECONDS - start))s"
@@ -129,8 +154,8 @@ log "importing $ref"
 tar -C "$rootfs" --numeric-owner -c . \
     | podman import --quiet --change 'CMD ["/sbin/init"]' --change 'LABEL org.ipmasq.image=node' - "$ref" >/dev/null
 
-# Drop images of older recipes; ones still used by containers stay.
-for old in $(podman images --filter "reference=$image_name" --format '{{.Repository}}:{{.Tag}}'); do
+# Drop this release's images of older recipes; ones still used by containers stay.
+for old in $(podman images --filter "reference=$image_name:$suite-*" --format '{{.Repository}}:{{.Tag}}'); do
     if [[ "$old" != "$ref" ]] && podman rmi "$old" >/dev/null 2>&1; then
         log "removed old image $old"
     fi

@@ -1,4 +1,5 @@
 """Helpers and hypothesis strategies shared by the unit tests of the nat_rules logic."""
+import contextlib
 import ipaddress
 import json
 import shlex
@@ -12,6 +13,9 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
 
 CODECS = {"nftables": nft, "iptables": iptables}
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# Debian releases whose nft/iptables output was captured: bookworm's captures lie in FIXTURES,
+# each other release's in FIXTURES/<release> (capture.sh --release).
+CAPTURE_RELEASES = ("bookworm", "trixie")
 
 
 # ---------------------------------------------------------------- the pure pipeline
@@ -41,6 +45,37 @@ def kinds_differ(got, want):
                 for k in model.KINDS if tuple(got.get(k, ())) != tuple(want.get(k, ())))
 
 
+# ---------------------------------------------------------------- module arguments, per ansible-core line
+
+try:
+    from ansible.module_utils.testing import patch_module_args as _patch_module_args
+except ImportError:  # ansible-core 2.18: the module reads basic._ANSIBLE_ARGS
+    _patch_module_args = None
+
+
+@contextlib.contextmanager
+def patch_module_args(args):
+    """Module arguments for AnsibleModule on every ansible-core line the collection supports.
+
+    Since 2.22 a module echoes its arguments (``invocation``) only when asked, as the
+    controller does with INJECT_INVOCATION; older lines always do, and reject the option.
+    """
+    from ansible.module_utils.common.parameters import PASS_VARS
+    if "inject_invocation" in PASS_VARS:
+        args = dict(args, _ansible_inject_invocation=True)
+    if _patch_module_args is not None:
+        with _patch_module_args(args):
+            yield
+        return
+    from ansible.module_utils import basic
+    saved = basic._ANSIBLE_ARGS
+    basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode("utf-8")
+    try:
+        yield
+    finally:
+        basic._ANSIBLE_ARGS = saved
+
+
 # ---------------------------------------------------------------- fixtures on disk
 
 # The captures tests/unit/fixtures/capture.sh makes: <name>.<kind> for each <name>.config.json.
@@ -49,8 +84,9 @@ CAPTURE_KINDS = ("nft.json", "nft.txt", "ruleset.json", "ruleset.txt", "iptables
 CAPTURED = sorted(p.name[:-len(".config.json")] for p in FIXTURES.glob("*.config.json"))
 
 
-def fixture_text(name):
-    return (FIXTURES / name).read_text(encoding="utf-8")
+def fixture_text(name, release="bookworm"):
+    folder = FIXTURES if release == "bookworm" else FIXTURES / release
+    return (folder / name).read_text(encoding="utf-8")
 
 
 def fixture_config(name):

@@ -14,15 +14,14 @@ import re
 import pytest
 import yaml
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.ipmasq.gateway.plugins.doc_fragments._nat import ModuleDocFragment
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import (
     argspec, diff, host, iptables, model, nft, plan)
 from ansible_collections.ipmasq.gateway.plugins.modules import nat_rules
 
 from nat_helpers import (
-    CODECS, apply_commands, fixture_config, fixture_text, reparse, ruleset_of, state_of)
+    CODECS, apply_commands, fixture_config, fixture_text, patch_module_args, reparse, ruleset_of,
+    state_of)
 
 CONFIG = {
     "masquerade": [{"source": "192.168.10.0/24", "out_interface": "ppp0", "comment": "office"}],

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables, plan, rules
 
 from nat_helpers import (
-    CAPTURED, Refused, configs, configs_and_addresses, fixture_addresses, fixture_config,
-    fixture_text, iptables_apply, kinds_differ, reparse, ruleset_of, state_of)
+    CAPTURE_RELEASES, CAPTURED, Refused, configs, configs_and_addresses, fixture_addresses,
+    fixture_config, fixture_text, iptables_apply, kinds_differ, reparse, ruleset_of, state_of)
 
 CONFIG = {
     "masquerade": [{"source": "192.168.10.0/24", "out_interface": "ppp0", "comment": "office"},
@@ -29,16 +29,16 @@ CONFIG = {
 }
 
 
-def _kernel(name):
+def _kernel(name, release="bookworm"):
     """The State that Host.read builds from the captured iptables-save/ip6tables-save (and
     ``ipset save`` of our sets, when there are some)."""
     try:
-        sets = iptables.parse_ipset(fixture_text("%s.ipset-save" % name))
+        sets = iptables.parse_ipset(fixture_text("%s.ipset-save" % name, release))
     except FileNotFoundError:
         sets = iptables.empty_state().sets
     return iptables.combine(
-        iptables.parse_save(fixture_text("%s.iptables-save" % name), 4),
-        iptables.parse_save(fixture_text("%s.ip6tables-save" % name), 6))._replace(sets=sets)
+        iptables.parse_save(fixture_text("%s.iptables-save" % name, release), 4),
+        iptables.parse_save(fixture_text("%s.ip6tables-save" % name, release), 6))._replace(sets=sets)
 
 
 # ---------------------------------------------------------------- render
@@ -125,11 +125,12 @@ def test_round_trip_through_iptables_restore_text(config_and_addresses):
 
 # ---------------------------------------------------------------- real kernel output
 
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
 @pytest.mark.parametrize("name", CAPTURED)
-def test_kernel_dump_reads_back_as_the_model_that_made_it(name):
+def test_kernel_dump_reads_back_as_the_model_that_made_it(name, release):
     ruleset = ruleset_of(fixture_config(name))
     want = plan.want_state(iptables, ruleset, fixture_addresses(name))
-    state = _kernel(name)
+    state = _kernel(name, release)
     got, foreign = plan.read_model(iptables, state)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
@@ -138,26 +139,30 @@ def test_kernel_dump_reads_back_as_the_model_that_made_it(name):
     assert iptables.render_changes(state, want) == []
 
 
-def test_foreign_chains_and_rules_in_builtin_chains_are_not_ours():
-    text = fixture_text("gateway.iptables-save")
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
+def test_foreign_chains_and_rules_in_builtin_chains_are_not_ours(release):
+    text = fixture_text("gateway.iptables-save", release)
     assert ":DOCKER - [0:0]" in text and "-A POSTROUTING -s 172.17.0.0/16" in text
-    state = _kernel("gateway")
+    state = _kernel("gateway", release)
     rendered = iptables.render_full(state)
     assert "DOCKER" not in rendered and "docker0" not in rendered
 
 
-def test_combined_dump_with_an_ip6tables_marker():
-    text = "%s# ip6tables-save\n%s" % (fixture_text("gateway.iptables-save"),
-                                       fixture_text("gateway.ip6tables-save"))
-    assert iptables.parse(text) == _kernel("gateway")._replace(sets=iptables.empty_state().sets)
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
+def test_combined_dump_with_an_ip6tables_marker(release):
+    text = "%s# ip6tables-save\n%s" % (fixture_text("gateway.iptables-save", release),
+                                       fixture_text("gateway.ip6tables-save", release))
+    assert iptables.parse(text) == _kernel("gateway", release)._replace(
+        sets=iptables.empty_state().sets)
     # and with an ipset part, as render_full writes it
-    text += "# ipset save\n" + fixture_text("gateway.ipset-save")
-    assert iptables.parse(text) == _kernel("gateway")
+    text += "# ipset save\n" + fixture_text("gateway.ipset-save", release)
+    assert iptables.parse(text) == _kernel("gateway", release)
 
 
-def test_kernel_dump_with_an_apostrophe_in_a_comment():
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
+def test_kernel_dump_with_an_apostrophe_in_a_comment(release):
     ruleset = ruleset_of(fixture_config("apostrophe"))
-    assert plan.read_model(iptables, _kernel("apostrophe")) == (ruleset, [])
+    assert plan.read_model(iptables, _kernel("apostrophe", release)) == (ruleset, [])
 
 
 # ---------------------------------------------------------------- parse details

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model, nft, plan, rules
 
 from nat_helpers import (
-    CAPTURED, Refused, configs_and_addresses, fixture_addresses, fixture_config, fixture_text,
-    kinds_differ, nft_apply, reparse, ruleset_of, state_of)
+    CAPTURE_RELEASES, CAPTURED, Refused, configs_and_addresses, fixture_addresses, fixture_config,
+    fixture_text, kinds_differ, nft_apply, reparse, ruleset_of, state_of)
 
 NFT_DUMPS = ("nft.json", "nft.txt", "ruleset.json", "ruleset.txt")
 
@@ -98,12 +98,13 @@ def test_round_trip_through_the_text_nft_prints(config_and_addresses):
 
 # ---------------------------------------------------------------- real kernel output
 
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
 @pytest.mark.parametrize("dump", NFT_DUMPS)
 @pytest.mark.parametrize("name", CAPTURED)
-def test_kernel_dump_reads_back_as_the_model_that_made_it(name, dump):
+def test_kernel_dump_reads_back_as_the_model_that_made_it(name, dump, release):
     ruleset = ruleset_of(fixture_config(name))
     want = plan.want_state(nft, ruleset, fixture_addresses(name))
-    state = nft.parse(fixture_text("%s.%s" % (name, dump)))
+    state = nft.parse(fixture_text("%s.%s" % (name, dump), release))
     got, foreign = plan.read_model(nft, state)
     assert foreign == []
     assert got == ruleset, kinds_differ(got, ruleset)
@@ -116,17 +117,19 @@ def test_kernel_dump_reads_back_as_the_model_that_made_it(name, dump):
     assert nft.render_changes(state, want) == []
 
 
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
 @pytest.mark.parametrize("name", CAPTURED)
-def test_kernel_json_and_text_dumps_agree(name):
-    states = [nft.parse(fixture_text("%s.%s" % (name, dump))) for dump in NFT_DUMPS]
+def test_kernel_json_and_text_dumps_agree(name, release):
+    states = [nft.parse(fixture_text("%s.%s" % (name, dump), release)) for dump in NFT_DUMPS]
     assert all(s == states[0] for s in states[1:])
 
 
-def test_foreign_tables_in_a_ruleset_dump_are_ignored():
-    assert '"foreign"' in fixture_text("gateway.ruleset.json")
-    assert "table ip foreign" in fixture_text("gateway.ruleset.txt")
+@pytest.mark.parametrize("release", CAPTURE_RELEASES)
+def test_foreign_tables_in_a_ruleset_dump_are_ignored(release):
+    assert '"foreign"' in fixture_text("gateway.ruleset.json", release)
+    assert "table ip foreign" in fixture_text("gateway.ruleset.txt", release)
     for dump in ("ruleset.json", "ruleset.txt"):
-        state = nft.parse(fixture_text("gateway.%s" % dump))
+        state = nft.parse(fixture_text("gateway.%s" % dump, release))
         assert all(name != "guard" and name != "post" for _kind, name in state.objects)
 
 
