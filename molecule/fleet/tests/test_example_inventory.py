@@ -52,7 +52,7 @@ def test_the_example_says_what_the_test_bed_builds(testbed):
 
 def test_the_branch_reaches_the_office_ssh_from_its_snat_address(testbed, office_ssh):
     port = [f for f in example(OFFICE)["ipmasq_port_forwards"] if f.get("to_port") == 22]
-    server, seen, _ = testbed.reply(BRANCH_CLIENT, "tcp", _public(testbed, OFFICE), port[0]["port"])
+    server, seen, _port = testbed.reply(BRANCH_CLIENT, "tcp", _public(testbed, OFFICE), port[0]["port"])
     assert (server, seen) == (OFFICE_HOST, example(BRANCH)["ipmasq_snat_address"])
 
 
@@ -66,6 +66,6 @@ def test_the_office_ssh_forward_is_closed_to_the_rest_of_the_internet(testbed, o
 @pytest.mark.parametrize("client, gateway", [(OFFICE_HOST, OFFICE), (BRANCH_CLIENT, BRANCH)])
 def test_each_lan_leaves_with_its_gateways_address(testbed, client, gateway):
     with testbed.echo_server(INTERNET, tcp=[ECHO_PORT]):
-        server, seen, _ = testbed.reply(client, "tcp", testbed.address(INTERNET, "internet"),
-                                        ECHO_PORT)
+        server, seen, _port = testbed.reply(
+            client, "tcp", testbed.address(INTERNET, "internet"), ECHO_PORT)
     assert (server, seen) == (INTERNET, _public(testbed, gateway))
