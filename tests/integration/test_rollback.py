@@ -9,8 +9,10 @@ import foreign
 import scenarios
 from playbook import brief, ok
 
-TIMEOUT = 5     # rollback_timeout given to the module
-DEADLINE = 7    # the previous ruleset must be back this long after the change
+# Long enough for a confirmation on a loaded machine (a module run can take several
+# seconds there), short enough to keep the tests quick.
+TIMEOUT = 10    # rollback_timeout given to the module
+DEADLINE = 13   # the previous ruleset must be back this long after the change
 
 
 def _changed_config():

@@ -69,8 +69,9 @@ class Host:
         if self._detached:
             # AnsibleModule's run_command answers some errors with fail_json, which the
             # timer cannot use: its module payload is gone by then.
-            proc = subprocess.run(args, input=(data or "").encode(), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, check=False)
+            proc = subprocess.run(  # pylint: disable=ansible-bad-function
+                args, input=(data or "").encode(), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, check=False)
             return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
                     proc.stderr.decode("utf-8", "replace"))
         rc, out, err = self.module.run_command(args, data=data, binary_data=True)
