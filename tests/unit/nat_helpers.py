@@ -303,7 +303,7 @@ def _nft_copy(state):
     return nft.State(state.present, set(state.objects),
                      dict((c, list(v)) for c, v in state.chains.items()),
                      dict((n, dict(v)) for n, v in state.elements.items()),
-                     dict(state.sets))
+                     dict(state.sets), state.counted)
 
 
 def _set_users(chains, name):
