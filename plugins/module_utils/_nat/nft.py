@@ -47,11 +47,11 @@ MAP_RULES = dict((name, r.Rule("prerouting", verdict="map", helper=name)) for na
 # present: our table exists; objects: {(kind, name)}; chains: {chain: [Rule]} as in the
 # kernel (map lookups as MAP_RULES); elements: {map: {(iif, proto, port): (addr, to_port,
 # comment)}}, the lookup entries of rules.to_rules (to_port None: the same port); sets:
-# {set: frozenset of addresses}, the hairpin address sets; counted: every rule (but the map
-# lookups) and every map of ours counts packets and bytes (False: a table from before counters,
-# which render_changes replaces whole)
-State = namedtuple("State", "present objects chains elements sets counted")
-State.__new__.__defaults__ = (True,)
+# {set: frozenset of addresses}, the hairpin address sets; uncounted: frozenset of the chains
+# with a rule (but a map lookup) and the maps without a counter, which render_changes rewrites
+# (a rule added by hand, or a table from before counters)
+State = namedtuple("State", "present objects chains elements sets uncounted")
+State.__new__.__defaults__ = (frozenset(),)
 # map <-> address family of its lookup entries
 _MAP_FAMILY = {"fwd4": 4, "fwd6": 6}
 # hairpin address sets: "hp4_eth0" holds the IPv4 addresses of eth0
@@ -275,8 +275,8 @@ def render_changes(have, want):
     """
     if not has_rules(want):
         return ["delete table %s" % TABLE] if have.present else []
-    if have.present and not have.counted:
-        # A map cannot gain the counter flag: our table from before counters is replaced
+    if have.present and have.uncounted & set(MAPS):
+        # A map cannot gain the counter flag: a table from before counters is replaced
         # whole, in the same transaction.
         return ["delete table %s" % TABLE] + render_changes(empty_state(), want)
     cmds = []
@@ -305,7 +305,8 @@ def render_changes(have, want):
         if new - old:
             cmds.append("add element %s %s { %s }" % (TABLE, name, _set_members(new - old)))
     for chain in r.CHAINS:
-        if have.chains.get(chain, []) != want.chains[chain] or ("chain", chain) not in have.objects:
+        if have.chains.get(chain, []) != want.chains[chain] or chain in have.uncounted or \
+                ("chain", chain) not in have.objects:
             if ("chain", chain) in have.objects:
                 cmds.append("flush chain %s %s" % (TABLE, chain))
             cmds.extend("add rule %s %s %s" % (TABLE, chain, rule_text(x))
@@ -439,7 +440,7 @@ def parse_json(text):
         raise r.ParseError("not nft -j output: nested too deeply")
     except (ValueError, KeyError, TypeError) as exc:
         raise r.ParseError("not nft -j output: %s" % str(exc)[:200])
-    state, objects, counted = empty_state(), set(), True
+    state, objects, uncounted = empty_state(), set(), set()
     for item in items:
         (kind, body), = item.items()
         if kind == "metainfo" or body.get("family") != "inet" or \
@@ -451,7 +452,8 @@ def parse_json(text):
             objects.add((kind, body["name"]))
             if kind == "map" and body["name"] in MAPS:
                 state.elements[body["name"]] = _json_elements(body.get("elem"))
-                counted = counted and any("counter" in x for x in body.get("stmt") or ())
+                if not any("counter" in x for x in body.get("stmt") or ()):
+                    uncounted.add(body["name"])
             if kind == "set":
                 state.sets[body["name"]] = _set_elements(body.get("elem"))
         elif kind == "rule":
@@ -460,9 +462,10 @@ def parse_json(text):
             except (_Unknown, AttributeError, KeyError, TypeError, ValueError):
                 rule = r.Rule(body["chain"], verdict="unknown", comment=json.dumps(body["expr"]))
             state.chains.setdefault(body["chain"], []).append(rule)
-            counted = counted and (rule.verdict in ("map", "unknown") or
-                                   any("counter" in x for x in body["expr"]))
-    return state._replace(objects=frozenset(objects), counted=counted)
+            if rule.verdict not in ("map", "unknown") and \
+                    not any("counter" in x for x in body["expr"]):
+                uncounted.add(body["chain"])
+    return state._replace(objects=frozenset(objects), uncounted=frozenset(uncounted))
 
 
 # ---------------------------------------------------------------- parse: nft list (text)
@@ -602,7 +605,7 @@ def _block_elements(state, block, text):
 
 def parse_text(text):
     """``nft list table inet ipmasq`` output, or a script we rendered -> State."""
-    state, objects, counted = empty_state(), set(), True
+    state, objects, uncounted = empty_state(), set(), set()
     counted_maps = set()
     chain = block = None
     pending, quoted = None, False  # the lines of an element list not closed yet
@@ -656,12 +659,13 @@ def parse_text(text):
             except (_Unknown, ValueError, TypeError):
                 rule = r.Rule(chain, verdict="unknown", comment=line)
             state.chains.setdefault(chain, []).append(rule)
-            counted = counted and (rule.verdict in ("map", "unknown") or _has_counter(words))
+            if rule.verdict not in ("map", "unknown") and not _has_counter(words):
+                uncounted.add(chain)
     if pending is not None:
         raise r.ParseError("map %s: the element list never ends (%s)" % (
             block, "a quote is not closed" if quoted else "no closing brace"))
-    counted = counted and all(n in counted_maps for k, n in objects if k == "map" and n in MAPS)
-    return state._replace(objects=frozenset(objects), counted=counted)
+    uncounted.update(n for k, n in objects if k == "map" and n in MAPS and n not in counted_maps)
+    return state._replace(objects=frozenset(objects), uncounted=frozenset(uncounted))
 
 
 def _has_counter(words):
