@@ -163,9 +163,12 @@ top_sources:
   sample: [{address: 192.168.10.23, connections: 412, protocols: {tcp: 380, udp: 32}}]
 counters:
   description:
-    - Packets and bytes per entry of the owned ruleset, by kind, each entry as
-      M(ipmasq.gateway.nat_rules) C(state=gathered) gives it (a C(tcp_udp) forward as its
-      C(tcp) and its C(udp) entry), plus C(packets) and C(bytes).
+    - Packets and bytes per entry of the owned ruleset, by kind, in the order
+      M(ipmasq.gateway.nat_rules) C(state=gathered) lists them. Each row holds the entry's
+      identity fields (masquerade and SNAT C(source), C(out_interface); port forwards
+      C(in_interface), C(protocol), C(port), a C(tcp_udp) forward as its C(tcp) and its
+      C(udp) entry; helpers C(helper), C(protocol), C(port); forward rules every field but
+      C(comment)), then C(packets) and C(bytes).
     - A port forward's figures add up its DNAT and, with hairpin, its hairpin DNAT.
     - For NAT entries C(packets) is the number of connections translated (see the notes).
       Null when a rule carries no counter (loaded by an older version).
@@ -173,7 +176,7 @@ counters:
   type: dict
   sample:
     masquerade: [{source: 192.168.10.0/24, out_interface: ppp0, packets: 5120, bytes: 307200}]
-    port_forwards: [{in_interface: ppp0, protocol: tcp, port: 8080, to_address: 192.168.10.5, to_port: 80, packets: 37, bytes: 2220}]
+    port_forwards: [{in_interface: ppp0, protocol: tcp, port: 8080, packets: 37, bytes: 2220}]
 unused_port_forwards:
   description: The identity (in_interface, protocol, port) of each port forward whose counter is 0.
   returned: success

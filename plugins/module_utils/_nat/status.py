@@ -144,7 +144,7 @@ def _counted_rules(chains):
 
 
 def entry_counters(backend, ruleset, by_rule, by_key):
-    """{kind: [entry as gathered + packets + bytes]}: each entry's rules, summed.
+    """{kind: [identity of the entry + packets + bytes]}: each entry's rules, summed.
 
     An entry's rules are what ``rules.to_rules`` makes of it alone, so every kind, the new
     ones too, is counted the way it is rendered. packets/bytes are None when a rule of the
@@ -155,11 +155,16 @@ def entry_counters(backend, ruleset, by_rule, by_key):
     for kind in m.KINDS:
         rows = []
         for entry in ruleset.get(kind, ()):
-            chains, lookups = r.to_rules({kind: (entry,)}, lookups=codec.LOOKUPS)
-            counts = [by_rule.get(x) for x in _counted_rules(chains)]
-            counts += [by_key.get((family, key)) for family in sorted(lookups)
-                       for key in lookups[family]]
-            row = m.entry_to_dict(kind, entry)
+            lookup = r.lookup_entry(entry) if kind == "port_forwards" and codec.LOOKUPS \
+                and not entry.hairpin else None
+            if lookup is not None:  # the common case at scale: one map element, no rule
+                counts = [by_key.get((m.family_of(entry.to_address), lookup[0]))]
+            else:
+                chains, lookups = r.to_rules({kind: (entry,)}, lookups=codec.LOOKUPS)
+                counts = [by_rule.get(x) for x in _counted_rules(chains)]
+                counts += [by_key.get((family, key)) for family in sorted(lookups)
+                           for key in lookups[family]]
+            row = identity_of(kind, m.entry_to_dict(kind, entry))
             if counts and all(c is not None for c in counts):
                 row.update(packets=sum(c[0] for c in counts), bytes=sum(c[1] for c in counts))
             else:
@@ -181,8 +186,8 @@ def identity_of(kind, row):
 
 def unused_forwards(counters):
     """The port forwards whose counters are zero: no connection since they were loaded."""
-    return [identity_of("port_forwards", row) for row in counters.get("port_forwards", ())
-            if row["packets"] == 0]
+    return [dict((k, v) for k, v in row.items() if k not in ("packets", "bytes"))
+            for row in counters.get("port_forwards", ()) if row["packets"] == 0]
 
 
 # ---------------------------------------------------------------- connection tracking
@@ -277,14 +282,26 @@ def _shown(codec, rule):
         return "(a rule that cannot be shown: %s)" % m.echo(tuple(rule))
 
 
-def rule_lines(backend, state):
+def _same_rules(backend, live, boot):
+    if backend == "nftables":
+        return (live.chains, live.elements, live.objects) == (boot.chains, boot.elements,
+                                                               boot.objects)
+    return (live.chains, live.jumps, live.present) == (boot.chains, boot.jumps, boot.present)
+
+
+def rule_lines(backend, state, other=None):
     """Our rules as lines that compare: rules in chain order, the rest sorted. The
-    addresses in the hairpin sets and the counters are left out: they change on their own."""
+    addresses in the hairpin sets and the counters are left out: they change on their own.
+    With ``other`` (a State), only the map elements that differ from its are listed."""
     codec = CODECS[backend]
     if backend == "nftables":
         lines = ["%s: %s" % (c, _shown(nft, x)) for c in r.CHAINS for x in state.chains.get(c, ())]
-        lines += sorted("%s element: %s" % (name, _shown(nft, x)) for name in sorted(nft.MAPS)
-                        for x in r.lookup_rules({0: state.elements.get(name, {})}))
+        for name in sorted(nft.MAPS):
+            mine = state.elements.get(name, {})
+            theirs = other.elements.get(name, {}) if other is not None else {}
+            differ = dict((k, v) for k, v in mine.items() if other is None or theirs.get(k) != v)
+            lines += sorted("%s element: %s" % (name, _shown(nft, x))
+                            for x in r.lookup_rules({0: differ}))
         lines += sorted("%s %s" % kind_name for kind_name in state.objects)
         return lines
     lines = []
@@ -302,13 +319,14 @@ def drift(backend, live, boot, why_no_boot=None):
     """{differs, reason, changes}: whether ``live`` (a State) holds other rules than ``boot``
     (a State, or None with ``why_no_boot``). ``changes``: "- line" only in the boot files,
     "+ line" only live."""
-    live_lines = rule_lines(backend, live)
     if boot is None:
-        if not live_lines and why_no_boot == "no boot file":
+        if not rule_lines(backend, live) and why_no_boot == "no boot file":
             return {"differs": False, "reason": "no rules and no boot file", "changes": []}
         return {"differs": None if why_no_boot == "no boot file" else True,
                 "reason": why_no_boot, "changes": []}
-    boot_lines = rule_lines(backend, boot)
+    live_lines, boot_lines = [], []
+    if not _same_rules(backend, live, boot):  # lines only where something differs
+        live_lines, boot_lines = rule_lines(backend, live, boot), rule_lines(backend, boot, live)
     if live_lines == boot_lines:
         return {"differs": False, "reason": "the live rules are the boot file's", "changes": []}
     old, new = collections.Counter(boot_lines), collections.Counter(live_lines)
