@@ -151,3 +151,17 @@ def test_fleet_table_drift_words(differs, text):
     result = dict(RESULT, drift=dict(RESULT["drift"], differs=differs))
     line = status_format.fleet_table(status_format.fleet_rows({"gw": result}))[1]
     assert "  %s  " % text in line
+
+
+# ---------------------------------------------------------------- the filter around it
+
+def test_the_status_report_filter():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.ipmasq.gateway.plugins.filter import status_report
+
+    filters = status_report.FilterModule().filters()
+    report = filters["status_report"]({"gw1": RESULT, "gw2": {"unreachable": True, "msg": "x"}})
+    assert [r["gateway"] for r in report["gateways"]] == ["gw1", "gw2"]
+    assert report["table"] == status_format.fleet_table(report["gateways"])
+    with pytest.raises(AnsibleFilterError, match="expects a dict"):
+        filters["status_report"](["gw1"])
