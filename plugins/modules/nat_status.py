@@ -73,7 +73,7 @@ options:
         C(net.netfilter.nf_conntrack_max). A full table makes the kernel drop new
         connections (C(nf_conntrack: table full) in the kernel log)."
     type: float
-    default: 80
+    default: 80.0
   prometheus:
     description:
       - Also return the figures as a Prometheus text-format file in RV(prometheus), for
@@ -222,7 +222,7 @@ ARGUMENT_SPEC = {
     "backend": {"type": "str", "default": "auto", "choices": ["auto", "nftables", "iptables"]},
     "top": {"type": "int", "default": 10},
     "lan_networks": {"type": "list", "elements": "str"},
-    "conntrack_threshold": {"type": "float", "default": 80},
+    "conntrack_threshold": {"type": "float", "default": 80.0},
     "prometheus": {"type": "bool", "default": False},
 }
 
