@@ -116,6 +116,10 @@ EXAMPLES = r"""
     msg: "{{ gw_status.top_sources[0].address }} holds {{ gw_status.top_sources[0].connections }} connections"
   when: gw_status.top_sources | length > 0
 
+- name: List the port forwards that nobody used since their counters started
+  ansible.builtin.debug:
+    msg: "{{ gw_status.counters.port_forwards | selectattr('packets', '==', 0) | list }}"
+
 - name: Fail when the live rules are not the ones that load at boot
   ansible.builtin.assert:
     that: not gw_status.drift.differs
@@ -178,11 +182,12 @@ counters:
     masquerade: [{source: 192.168.10.0/24, out_interface: ppp0, packets: 5120, bytes: 307200}]
     port_forwards: [{in_interface: ppp0, protocol: tcp, port: 8080, packets: 37, bytes: 2220}]
 unused_port_forwards:
-  description: The identity (in_interface, protocol, port) of each port forward whose counter is 0.
+  description:
+    - "How many port forwards count zero connections. Which ones:
+      C(counters.port_forwards | selectattr('packets', '==', 0))."
   returned: success
-  type: list
-  elements: dict
-  sample: [{in_interface: ppp0, protocol: udp, port: 5353}]
+  type: int
+  sample: 1
 rollbacks:
   description:
     - Commit-confirm changes recorded in this network namespace. C(status) is V(pending)

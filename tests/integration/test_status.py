@@ -68,9 +68,7 @@ def test_top_hosts_and_counters_follow_real_traffic(lab, nat, backend):
     assert counter(after, "port_forwards", port=5353) == 0
     assert counter(after, "port_forwards", port="9000-9002") == 0
     assert counter(after, "masquerade", source="192.168.77.0/24") == FROM_CLIENT + 1 + FROM_SERVER
-    assert {"in_interface": "wan0", "protocol": "udp", "port": 5353} in after["unused_port_forwards"]
-    assert {"in_interface": "wan0", "protocol": "tcp", "port": 8080} not in \
-        after["unused_port_forwards"]
+    assert after["unused_port_forwards"] == 2  # udp 5353 and tcp 9000-9002
     # forward rules count every packet: at least the SYN and the data of each connection
     assert counter(after, "forward", out_interface="wan0") >= 2 * (FROM_CLIENT + FROM_SERVER)
 

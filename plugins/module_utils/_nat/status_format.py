@@ -98,7 +98,7 @@ def prometheus_text(result):
                     [(tuple((f, row.get(f)) for f in fields), row[unit]) for row in rows])
     _family(lines, "port_forwards_unused", "gauge",
             "Port forwards without a connection since they were loaded.",
-            [((), len(result["unused_port_forwards"]))])
+            [((), result["unused_port_forwards"])])
     if result["drift"]["differs"] is not None:
         _family(lines, "drift", "gauge", "1 when the live rules differ from the boot files.",
                 [((), bool(result["drift"]["differs"]))])
@@ -132,7 +132,7 @@ def fleet_row(gateway, result):
         top_host=top[0]["address"] if top else None,
         top_host_connections=top[0]["connections"] if top else None,
         port_forwards=len(result["counters"].get("port_forwards", ())),
-        unused_port_forwards=len(result["unused_port_forwards"]),
+        unused_port_forwards=result["unused_port_forwards"],
         drift=result["drift"]["differs"], pending_rollbacks=pending,
         findings=result["findings"])
     return row

@@ -87,9 +87,7 @@ def test_nft_forward_counts_its_map_element_and_its_hairpin_rule():
         "in_interface": "ppp0", "protocol": "tcp", "port": 8080, "packets": 7, "bytes": 420}
     # another element, another forward: its own figures only
     assert row(counters, "port_forwards", port=1194)["packets"] == 0
-    assert status.unused_forwards(counters) == [
-        {"in_interface": r["in_interface"], "protocol": r["protocol"], "port": r["port"]}
-        for r in counters["port_forwards"] if r["port"] != 8080]
+    assert status.unused_forwards(counters) == len(counters["port_forwards"]) - 1
 
 
 def test_nft_rule_counters_reach_their_entries():
@@ -147,7 +145,7 @@ def test_every_entry_of_every_kind_has_figures():
 def test_a_table_from_before_counters_has_no_figures():
     counters = counters_of("nftables", nft_dump(name="gateway.uncounted.nft.json"))
     assert all(r["packets"] is None for rows in counters.values() for r in rows)
-    assert status.unused_forwards(counters) == []
+    assert status.unused_forwards(counters) == 0
 
 
 def test_counters_that_do_not_fit_the_rules_are_an_error():

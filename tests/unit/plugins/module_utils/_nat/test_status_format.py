@@ -30,7 +30,7 @@ RESULT = {
                      "action": "accept", "packets": 99999999999, "bytes": 123456789012345}],
         "helpers": [],
     },
-    "unused_port_forwards": [{"in_interface": "ppp0", "protocol": "udp", "port": "5000-5010"}],
+    "unused_port_forwards": 1,
     "rollbacks": [{"token": "4242-1a2b3c4d5e6f", "status": "pending", "seconds_left": 80,
                    "detail": None}],
     "drift": {"differs": True, "reason": "x", "changes": ["+ forward: accept"],
@@ -130,7 +130,7 @@ def test_fleet_rows_fullest_table_first_and_failures_last():
 
 
 def test_fleet_table_one_aligned_line_per_gateway():
-    quiet = dict(RESULT, top_sources=[], rollbacks=[], unused_port_forwards=[],
+    quiet = dict(RESULT, top_sources=[], rollbacks=[], unused_port_forwards=0,
                  drift=dict(RESULT["drift"], differs=False),
                  conntrack=dict(RESULT["conntrack"], count=0, used_percent=0.0))
     lines = status_format.fleet_table(status_format.fleet_rows(
