@@ -206,13 +206,21 @@ drift:
       and C(+ rule) lines only live (at most 50); C(boot_files) the files read.
   returned: success
   type: dict
-  sample: {differs: true, reason: the live rules differ from the boot file (1 line), changes: ['+ forward: tcp dport 22 counter accept'], boot_files: [/etc/ipmasq/ipmasq.nft]}
+  sample:
+    differs: true
+    reason: the live rules differ from the boot file (1 line)
+    changes: ['+ forward: tcp dport 22 counter accept']
+    boot_files: [/etc/ipmasq/ipmasq.nft]
 findings:
   description: What needs a look, each with C(severity) (V(warning) or V(info)), C(topic) and C(message). Warnings are also returned as Ansible warnings.
   returned: success
   type: list
   elements: dict
-  sample: [{severity: warning, topic: conntrack, message: the connection tracking table is 85% full (222822 of 262144, threshold 80%)}]
+  sample:
+    - severity: warning
+      topic: conntrack
+      message: "the connection tracking table is 85% full (222822 of 262144, threshold 80%): when it is full
+        the kernel drops new connections (nf_conntrack: table full)"
 prometheus:
   description: The figures in the Prometheus text format, for node-exporter's textfile collector (C(ipmasq_nf_conntrack_entries), C(ipmasq_nf_conntrack_entries_limit), C(ipmasq_port_forward_packets_total) and so on).
   returned: when O(prometheus=true)

@@ -284,10 +284,9 @@ def _shown(codec, rule):
 
 
 def _same_rules(backend, live, boot):
-    if backend == "nftables":
-        return (live.chains, live.elements, live.objects) == (boot.chains, boot.elements,
-                                                               boot.objects)
-    return (live.chains, live.jumps, live.present) == (boot.chains, boot.jumps, boot.present)
+    fields = ("chains", "elements", "objects") if backend == "nftables" else \
+        ("chains", "jumps", "present")
+    return all(getattr(live, f) == getattr(boot, f) for f in fields)
 
 
 def rule_lines(backend, state, other=None):

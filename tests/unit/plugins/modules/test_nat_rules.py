@@ -71,6 +71,7 @@ class FakeHost:
         self.fail_apply = 0
         self.interfaces = {}  # {interface: [address]}, as ``ip -j addr show`` would tell
         self.tools = {"ipset"}  # installed, of the tools looked up with required=False
+        self.half_applied = None  # the state a failed apply left behind
 
     def addresses(self, _host, interfaces):
         if interfaces:
@@ -82,7 +83,6 @@ class FakeHost:
             return "/usr/sbin/" + name
         assert not required, "the module would fail here: %s is missing" % name
         return None
-        self.half_applied = None  # the state a failed apply left behind
 
     def read(self, _host, backend):
         self.calls.append(("read", backend))

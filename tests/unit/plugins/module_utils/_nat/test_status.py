@@ -160,13 +160,22 @@ def test_counters_that_do_not_fit_the_rules_are_an_error():
 # ---------------------------------------------------------------- connection tracking
 
 CONNTRACK_EXTENDED = """\
-ipv4     2 tcp      6 431999 ESTABLISHED src=192.168.10.23 dst=198.51.100.20 sport=40000 dport=443 src=198.51.100.20 dst=203.0.113.7 sport=443 dport=40000 [ASSURED] mark=0 use=1
-ipv4     2 tcp      6 119 TIME_WAIT src=192.168.10.23 dst=198.51.100.20 sport=40001 dport=443 src=198.51.100.20 dst=203.0.113.7 sport=443 dport=40001 [ASSURED] mark=0 use=1
-ipv4     2 udp      17 29 src=192.168.10.23 dst=9.9.9.9 sport=5353 dport=53 [UNREPLIED] src=9.9.9.9 dst=203.0.113.7 sport=53 dport=5353 mark=0 use=1
-ipv4     2 udp      17 29 src=192.168.10.40 dst=9.9.9.9 sport=5353 dport=53 src=9.9.9.9 dst=203.0.113.7 sport=53 dport=5353 mark=0 use=1
-ipv4     2 tcp      6 117 TIME_WAIT src=198.51.100.20 dst=203.0.113.7 sport=52870 dport=8080 src=192.168.10.5 dst=198.51.100.20 sport=80 dport=52870 [ASSURED] mark=0 use=1
-ipv4     2 icmp     1 29 src=192.168.11.3 dst=198.51.100.20 type=8 code=0 id=7 src=198.51.100.20 dst=203.0.113.7 type=0 code=0 id=7 mark=0 use=1
-ipv6     10 udp      17 29 src=fd00:0010:0000:0000:0000:0000:0000:0005 dst=2001:0db8:0000:0000:0000:0000:0000:0001 sport=43483 dport=9 [UNREPLIED] src=2001:0db8:0000:0000:0000:0000:0000:0001 dst=fd00:0010:0000:0000:0000:0000:0000:0005 sport=9 dport=43483 mark=0 zone=0 use=2
+ipv4     2 tcp      6 431999 ESTABLISHED src=192.168.10.23 dst=198.51.100.20 sport=40000 \
+dport=443 src=198.51.100.20 dst=203.0.113.7 sport=443 dport=40000 [ASSURED] mark=0 use=1
+ipv4     2 tcp      6 119 TIME_WAIT src=192.168.10.23 dst=198.51.100.20 sport=40001 dport=443 \
+src=198.51.100.20 dst=203.0.113.7 sport=443 dport=40001 [ASSURED] mark=0 use=1
+ipv4     2 udp      17 29 src=192.168.10.23 dst=9.9.9.9 sport=5353 dport=53 [UNREPLIED] \
+src=9.9.9.9 dst=203.0.113.7 sport=53 dport=5353 mark=0 use=1
+ipv4     2 udp      17 29 src=192.168.10.40 dst=9.9.9.9 sport=5353 dport=53 src=9.9.9.9 \
+dst=203.0.113.7 sport=53 dport=5353 mark=0 use=1
+ipv4     2 tcp      6 117 TIME_WAIT src=198.51.100.20 dst=203.0.113.7 sport=52870 dport=8080 \
+src=192.168.10.5 dst=198.51.100.20 sport=80 dport=52870 [ASSURED] mark=0 use=1
+ipv4     2 icmp     1 29 src=192.168.11.3 dst=198.51.100.20 type=8 code=0 id=7 \
+src=198.51.100.20 dst=203.0.113.7 type=0 code=0 id=7 mark=0 use=1
+ipv6     10 udp      17 29 src=fd00:0010:0000:0000:0000:0000:0000:0005 \
+dst=2001:0db8:0000:0000:0000:0000:0000:0001 sport=43483 dport=9 [UNREPLIED] \
+src=2001:0db8:0000:0000:0000:0000:0000:0001 dst=fd00:0010:0000:0000:0000:0000:0000:0005 \
+sport=9 dport=43483 mark=0 zone=0 use=2
 """
 # plain ``conntrack -L`` prints the same without the address family in front
 CONNTRACK_PLAIN = "\n".join(line.split(None, 2)[2] for line in CONNTRACK_EXTENDED.splitlines())
@@ -392,8 +401,8 @@ def test_drift_and_hand_made_rules_warn():
     data = json.loads(nft_dump()["nft"])
     rule = next(i for i in data["nftables"] if "rule" in i and i["rule"]["chain"] == "forward")
     extra = copy.deepcopy(rule)
-    extra["rule"]["expr"] = [{"match": {"op": "==", "left": {"meta": {"key": "mark"}},
-                                         "right": 1}}, {"accept": None}]
+    mark = {"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 1}}
+    extra["rule"]["expr"] = [mark, {"accept": None}]
     data["nftables"].append(extra)
     result = full_report(dump={"nft": json.dumps(data)})
     topics = sorted(f["topic"] for f in warnings(result))
