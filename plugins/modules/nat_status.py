@@ -222,7 +222,10 @@ findings:
       message: "the connection tracking table is 85% full (222822 of 262144, threshold 80%): when it is full
         the kernel drops new connections (nf_conntrack: table full)"
 prometheus:
-  description: The figures in the Prometheus text format, for node-exporter's textfile collector (C(ipmasq_nf_conntrack_entries), C(ipmasq_nf_conntrack_entries_limit), C(ipmasq_port_forward_packets_total) and so on).
+  description:
+    - The figures in the Prometheus text format, for node-exporter's textfile collector
+      (C(ipmasq_nf_conntrack_entries), C(ipmasq_nf_conntrack_entries_limit),
+      C(ipmasq_port_forward_packets_total) and so on).
   returned: when O(prometheus=true)
   type: str
 """
