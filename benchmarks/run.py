@@ -45,14 +45,16 @@ MODES = {
     "full": {
         "repeats": 5, "builtin_rules": 200, "builtin_repeats": 3,
         "nat_counts": (200, 1000, 10000), "big_backends": ("nftables", "iptables"),
-        "conn": [("nftables", 10), ("nftables", 10000), ("iptables", 10), ("iptables", 10000)],
+        "conn": [("nftables", 10), ("nftables", 10000), ("nftables", 10000, "nocounters"),
+                 ("iptables", 10), ("iptables", 10000)],
         "conn_seconds": 3.0, "conn_count": 30000, "conn_repeats": 5,
         "diff_repeats": 3, "profile": True, "fleet": True,
     },
     "quick": {
         "repeats": 3, "builtin_rules": 50, "builtin_repeats": 2,
         "nat_counts": (200, 10000), "big_backends": ("nftables",),
-        "conn": [("nftables", 10), ("nftables", 10000), ("iptables", 10)],
+        "conn": [("nftables", 10), ("nftables", 10000), ("nftables", 10000, "nocounters"),
+                 ("iptables", 10)],
         "conn_seconds": 1.0, "conn_count": 10000, "conn_repeats": 3,
         "diff_repeats": 3, "profile": False, "fleet": False,
     },
@@ -94,6 +96,32 @@ PLAYBOOKS = {
         state: replaced
         persist: false
         config: "{{ lookup('ansible.builtin.file', bench_config_file) }}"
+""",
+    # nat_status as an operator runs it, on a gateway holding 10,000 forwards with counters
+    "nat_status.yml": """\
+- name: Status of a gateway with ipmasq.gateway.nat_status, one task
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Read the status
+      ipmasq.gateway.nat_status:
+""",
+    # the same, once per gateway and not timed: the status has every forward's counters
+    "nat_status_check.yml": """\
+- name: Check what nat_status reads
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Read the status
+      ipmasq.gateway.nat_status:
+      register: bench_status
+    - name: Every forward has its counters
+      ansible.builtin.assert:
+        that:
+          - bench_status.backend == bench_backend
+          - bench_status.counters.port_forwards | length == bench_count | int
+          - bench_status.counters.port_forwards | selectattr('packets', 'none') | list | length == 0
+        quiet: true
 """,
     "builtin.yml": """\
 - name: Port forwards with ansible.builtin.iptables, one task run per rule
@@ -175,8 +203,10 @@ class Bench:
         """The ``config`` of nat_rules with ``count`` forwards, as JSON."""
         return WORK / ("config_%d.json" % count)
 
-    def rendered(self, backend, count):
-        return WORK / ("rendered_%s_%d.txt" % (backend, count))
+    def rendered(self, backend, count, variant=None):
+        """The script nat_rules renders; variant "nocounters": the same without counter
+        statements (nftables only: iptables rules always count)."""
+        return WORK / ("rendered_%s_%d%s.txt" % (backend, count, "_" + variant if variant else ""))
 
     def playbook(self, ns, name, config=None, extra=None, expect_changed=None, vars_file=None):
         argv = [self.ansible_playbook, "-i", "localhost,", "-c", "local",
@@ -230,6 +260,10 @@ class Bench:
             seconds = self.playbook(ns, "render.yml", vars_file=WORK / "renders.json")
         self.say("rendered %d scripts with state=rendered in %.2f s (not a figure)"
                  % (len(renders), seconds))
+        for backend, count, *variant in self.cfg["conn"]:
+            if variant == ["nocounters"]:
+                self.rendered(backend, count, "nocounters").write_text(
+                    without_counters(self.rendered(backend, count).read_text()))
         for count in (10, 10000):
             path = self.rendered("iptables", count)
             if path.exists():
@@ -283,6 +317,20 @@ class Bench:
         return "nat_rules %s %s: apply %.3f s, re-run %.3f s" % (label(count), short, apply_s,
                                                                  rerun_s)
 
+    def job_status(self, backend, count, first):
+        """nat_status on a gateway that holds ``count`` forwards (loaded with the kernel tool,
+        as rendered: with counters)."""
+        extra = {"bench_backend": backend, "bench_count": count}
+        with self.labs.scratch("st") as ns:
+            lab.run(ns.argv(self.python, HERE / "kernel_apply.py", backend,
+                            self.rendered(backend, count)))
+            if first:
+                self.check_count(ns, backend, count)
+                self.playbook(ns, "nat_status_check.yml", None, extra, False)
+            seconds = self.playbook(ns, "nat_status.yml", None, extra, False)
+        self.add("status_%s_s_%s" % (label(count), BACKENDS[backend]), seconds)
+        return "nat_status %s %s: %.3f s" % (label(count), BACKENDS[backend], seconds)
+
     def job_builtin(self, count, first):
         with self.labs.scratch("gw") as ns:
             apply_s = self.playbook(ns, "builtin.yml", count, None, True)
@@ -314,6 +362,8 @@ class Bench:
                     continue
                 jobs.append(("nat_rules", reps if count <= 1000 else 3,
                              lambda first, b=backend, n=count: self.job_nat_rules(b, n, first)))
+        for backend in cfg["big_backends"]:
+            jobs.append(("status", 3, lambda first, b=backend: self.job_status(b, 10000, first)))
         if cfg["profile"]:
             jobs.append(("floor_vars", 3, self.job_floor_vars))
         jobs.append(("builtin", cfg["builtin_repeats"],
@@ -350,12 +400,12 @@ class Bench:
                      data["parse_s"], data.get("phases_s")))
 
     # ------------------------------------------------------------ connection rate
-    def conn_lab(self, backend, count):
+    def conn_lab(self, backend, count, variant=None):
         cli, gw, lan = self.labs.forwarding_lab()
         self.labs.spawn(lan, [self.python, HERE / "loadgen.py", "server", "--port",
                               TARGET_PORT], lifetime=900)
         lab.run(gw.argv(self.python, HERE / "kernel_apply.py", backend,
-                        self.rendered(backend, count)))
+                        self.rendered(backend, count, variant)))
         self.check_count(gw, backend, count)
         for _attempt in range(50):  # wait for the server; the probe also proves the forward works
             probe = self.client(cli, count, 5, 2.0)
@@ -377,13 +427,15 @@ class Bench:
         cfg = self.cfg
         labs = {}
         try:
-            for backend, count in cfg["conn"]:
-                labs[(backend, count)] = self.conn_lab(backend, count)
+            for backend, count, *variant in cfg["conn"]:
+                labs[(backend, count) + tuple(variant)] = self.conn_lab(
+                    backend, count, variant[0] if variant else None)
             for index in range(cfg["conn_repeats"]):
-                for (backend, count), (cli, gw, _lan) in labs.items():
+                for (backend, count, *variant), (cli, gw, _lan) in labs.items():
                     gw.run("conntrack", "-F", check=False)
                     got = self.client(cli, count, cfg["conn_count"], cfg["conn_seconds"])
-                    key = "conn_rate_%s_fwd_%s" % (label(count), BACKENDS[backend])
+                    key = "conn_rate_%s_fwd_%s%s" % (label(count), BACKENDS[backend],
+                                                     "".join("_" + v for v in variant))
                     self.add(key, got["rate"])
                     self.say("  [round %d/%d] %s: %.0f conn/s (%d in %.2f s, %d errors)" % (
                         index + 1, cfg["conn_repeats"], key, got["rate"], got["connections"],
@@ -470,9 +522,22 @@ class Bench:
         for alias, key in report.ALIASES.items():
             if key in res:
                 res[alias] = res[key]
+        pairs = zip(self.samples.get("conn_rate_10k_fwd_nft", ()),
+                    self.samples.get("conn_rate_10k_fwd_nft_nocounters", ()))
+        ratios = [with_c / without for with_c, without in pairs if without]
+        if ratios:  # rates measured in the same rounds: a busy moment hits both of a pair
+            res["counter_cost_10k_nft"] = statistics.median(ratios)
+            self.samples["counter_cost_10k_nft"] = ratios
         res["speedup_vs_builtin_200"] = res["builtin_loop_200_s"] / res["nat_rules_200_s_nft"]
         res["speedup_vs_builtin_200_rerun"] = (res["builtin_loop_200_rerun_s"]
                                                / res["nat_rules_200_rerun_s_nft"])
+
+
+def without_counters(script):
+    """An nft script nat_rules rendered, without its counters: the maps' counter flag and the
+    counter statement of each rule (the benchmark's rules carry no comment that says it)."""
+    lines = [line for line in script.splitlines() if line.strip() != "counter"]
+    return "\n".join(re.sub(r" counter(?= )", "", line) for line in lines) + "\n"
 
 
 def collections_path():

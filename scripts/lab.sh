@@ -6,7 +6,8 @@
 #   scripts/lab.sh down   remove the lab's containers and networks
 #
 # `make lab` / `make lab-down` run it with the virtualenv on PATH, CONTAINERS_CONF and
-# IPMASQ_IMAGE set. The lab:
+# IPMASQ_IMAGE set. After the proof it prints the gateways' status table (playbooks/status.yml).
+# The lab:
 #
 #   lab-gw1-client, lab-gw1-lansrv -- lan1 172.30.30.0/24 -- lab-gw1 (nftables) --+
 #                                                                                 wan 198.51.100.64/27
@@ -192,6 +193,20 @@ prove() {
     stop_echo lab-wansrv lab-echo-udp
 }
 
+# The gateways as an operator sees them after the proof: playbooks/status.yml, one line each
+# (the counters show the proof's connections; the JSON stays in .build/lab/status.json).
+status() {
+    log "reading the gateways' status with playbooks/status.yml (log: .build/lab/status.log)"
+    if ! ansible-playbook -i "$inventory" "$repo_root/playbooks/status.yml" \
+        -e nat_status_json="$work/status.json" >"$work/status.log"; then
+        tail -n 30 "$work/status.log"
+        failures=$((failures + 1))
+        return
+    fi
+    python3 -c 'import json, sys; print("\n".join(json.load(open(sys.argv[1]))["table"]))' \
+        "$work/status.json"
+}
+
 up() {
     local started=$SECONDS playbook_dir="$repo_root/.config/molecule" extra
     write_inventory
@@ -212,6 +227,7 @@ up() {
     converge_report "$work/converge.json"
 
     prove
+    status
     log "done in $((SECONDS - started)) s; remove the lab with: make lab-down"
     if ((failures > 0)); then
         log "$failures check(s) failed"

@@ -363,7 +363,7 @@ def _nft_copy(state):
     return nft.State(state.present, set(state.objects),
                      dict((c, list(v)) for c, v in state.chains.items()),
                      dict((n, dict(v)) for n, v in state.elements.items()),
-                     dict(state.sets))
+                     dict(state.sets), set(state.uncounted))
 
 
 def _set_users(chains, name):
@@ -395,6 +395,9 @@ def nft_apply(state, commands):
             raise Refused("no table: %s" % cmd)
         name, _sep, body = rest.partition(" ")
         if verb in ("add chain", "add map", "add ct helper"):
+            if (verb[4:], name) not in s.objects and verb == "add map" and \
+                    "counter;" not in body:
+                s.uncounted.add(name)
             s.objects.add((verb[4:], name))
         elif verb == "add set":
             s.objects.add(("set", name))
@@ -408,6 +411,7 @@ def nft_apply(state, commands):
             if ("chain", name) not in s.objects:
                 raise Refused(cmd)
             s.chains[name] = []
+            s.uncounted.discard(name)
         elif verb == "add rule":
             if ("chain", name) not in s.objects:
                 raise Refused(cmd)
@@ -420,6 +424,8 @@ def nft_apply(state, commands):
                     rules.rule_family(rule), rule.local_if)) not in s.objects:
                 raise Refused("no such set: %s" % cmd)
             s.chains.setdefault(name, []).append(rule)
+            if rule.verdict != "map" and not nft._has_counter(shlex.split(body)):
+                s.uncounted.add(name)
         elif verb == "add element" and ("set", name) in s.objects:
             s.sets[name] = s.sets[name] | _set_words(body)
         elif verb == "delete element" and ("set", name) in s.objects:
@@ -451,7 +457,7 @@ def nft_apply(state, commands):
             s.objects.discard(("ct helper", name))
         else:
             raise AssertionError("command the simulation does not know: %s" % cmd)
-    return s._replace(objects=frozenset(s.objects))
+    return s._replace(objects=frozenset(s.objects), uncounted=frozenset(s.uncounted))
 
 
 def _set_words(body):

@@ -354,6 +354,57 @@ class Host:
                 self.module.warn("conntrack -D %s: %s" % (" ".join(args), err.strip()))
         return done
 
+    # -- status (nat_status): reads only
+    def dump(self, backend):
+        """Our rules with their counters, as the tools print them: {"nft": ``nft -j list
+        table inet ipmasq``} or {4: ``iptables-save -c``, 6: ``ip6tables-save -c``}; None
+        when the backend's tool is not installed."""
+        if backend == "nftables":
+            nft_bin = self._bin("nft", required=False)
+            if not nft_bin:
+                return None
+            rc, out, err = self._run([nft_bin, "-j", "list", "table", "inet", "ipmasq"])
+            if rc != 0:
+                if "No such file or directory" in err:
+                    return {"nft": '{"nftables": []}'}
+                raise HostError("nft -j list table inet ipmasq failed: %s" % err.strip())
+            return {"nft": out}
+        out = {}
+        for family, tool in ((4, "iptables-save"), (6, "ip6tables-save")):
+            path = self._bin(tool, required=False)
+            if not path and family == 4:
+                return None
+            out[family] = self._must([path, "-c"]) if path else ""
+        return out
+
+    @staticmethod
+    def boot_files(backend):
+        """{key: (path, text or None)}: the files the boot unit loads for ``backend``, keyed
+        as persist_files keys them."""
+        names = {"nftables": {"nft": PERSIST_FILES["nftables"]["nft"]},
+                 "iptables": {"ipv4": PERSIST_FILES["iptables"][4],
+                              "ipv6": PERSIST_FILES["iptables"][6], "ipset": PERSIST_IPSET}}
+        return dict((key, (os.path.join(PERSIST_DIR, name), _read(os.path.join(PERSIST_DIR, name))))
+                    for key, name in names[backend].items())
+
+    @staticmethod
+    def conntrack_figures():
+        """(entries, table size) of connection tracking in this network namespace; None for
+        what cannot be read (nf_conntrack not loaded)."""
+        out = []
+        for key in ("net.netfilter.nf_conntrack_count", kernel.CONNTRACK_MAX):
+            value = Host.read_sysctl(key)[0]
+            out.append(int(value) if value and value.isdigit() else None)
+        return tuple(out)
+
+    def conntrack_table(self):
+        """The tracked connections, one a line (``conntrack -L -o extended``, or
+        /proc/net/nf_conntrack without the tool); None when neither is there."""
+        path = self._bin("conntrack", required=False)
+        if path:
+            return self._must([path, "-L", "-o", "extended"])
+        return _read("/proc/net/nf_conntrack")
+
     # -- commit-confirm
     #
     # A pending change has a folder PENDING_DIR/net-<namespace>/<token> holding ``deadline``,

@@ -10,6 +10,10 @@ Everything lives in ``table inet ipmasq``. Single-port forwards go into the maps
 port range or an allowed source stay ordinary rules in ``prerouting``. A hairpin rule
 matches the addresses of its forward's interface in the set ``hp4_<interface>`` or
 ``hp6_<interface>`` (see ``rules.address_sets``).
+
+Every rule but the map lookups carries a ``counter``, and the maps count per element (the
+``counter`` flag), so that ``nat_status`` can tell how much each rule was used. The parsers
+read rules with and without counters alike; the counter values never make two States differ.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -47,8 +51,11 @@ MAP_RULES = dict((name, r.Rule("prerouting", verdict="map", helper=name)) for na
 # present: our table exists; objects: {(kind, name)}; chains: {chain: [Rule]} as in the
 # kernel (map lookups as MAP_RULES); elements: {map: {(iif, proto, port): (addr, to_port,
 # comment)}}, the lookup entries of rules.to_rules (to_port None: the same port); sets:
-# {set: frozenset of addresses}, the hairpin address sets
-State = namedtuple("State", "present objects chains elements sets")
+# {set: frozenset of addresses}, the hairpin address sets; uncounted: frozenset of the chains
+# with a rule (but a map lookup) and the maps without a counter, which render_changes rewrites
+# (a rule added by hand, or a table from before counters)
+State = namedtuple("State", "present objects chains elements sets uncounted")
+State.__new__.__defaults__ = (frozenset(),)
 # map <-> address family of its lookup entries
 _MAP_FAMILY = {"fwd4": 4, "fwd6": 6}
 # hairpin address sets: "hp4_eth0" holds the IPv4 addresses of eth0
@@ -173,6 +180,7 @@ def rule_text(rule):
         out.append("ct state %s" % ",".join(rule.ct_state))
     if rule.ct_dnat:
         out.append("ct status dnat")
+    out.append("counter")
     if rule.verdict == "snat":
         out.append("snat %s to %s" % (fam, rule.to_addr))
     elif rule.verdict == "dnat":
@@ -212,7 +220,7 @@ def _object_decl(kind, name, state):
     if kind == "chain":
         return "add chain %s %s { %s }" % (TABLE, name, CHAIN_TYPES[name])
     if kind == "map":
-        return "add map %s %s { %s }" % (TABLE, name, MAPS[name][1])
+        return "add map %s %s { %s counter; }" % (TABLE, name, MAPS[name][1])
     if kind == "set":
         return "add set %s %s { %s }" % (TABLE, name, _set_decl(name))
     return "add " + _helper_decl(name, TABLE)
@@ -231,6 +239,7 @@ def render_full(state):
         elems = sorted(state.elements[name].items())
         lines.append("\tmap %s {" % name)
         lines.append("\t\t%s" % MAPS[name][1])
+        lines.append("\t\tcounter")
         if elems:
             lines.append("\t\telements = { %s }" % ",\n\t\t\t".join(
                 _element_text(k, v) for k, v in elems))
@@ -266,6 +275,10 @@ def render_changes(have, want):
     """
     if not has_rules(want):
         return ["delete table %s" % TABLE] if have.present else []
+    if have.present and have.uncounted & set(MAPS):
+        # A map cannot gain the counter flag: a table from before counters is replaced
+        # whole, in the same transaction.
+        return ["delete table %s" % TABLE] + render_changes(empty_state(), want)
     cmds = []
     if not have.present:
         cmds.append("add table %s" % TABLE)
@@ -292,7 +305,8 @@ def render_changes(have, want):
         if new - old:
             cmds.append("add element %s %s { %s }" % (TABLE, name, _set_members(new - old)))
     for chain in r.CHAINS:
-        if have.chains.get(chain, []) != want.chains[chain] or ("chain", chain) not in have.objects:
+        if have.chains.get(chain, []) != want.chains[chain] or chain in have.uncounted or \
+                ("chain", chain) not in have.objects:
             if ("chain", chain) in have.objects:
                 cmds.append("flush chain %s %s" % (TABLE, chain))
             cmds.extend("add rule %s %s %s" % (TABLE, chain, rule_text(x))
@@ -427,7 +441,7 @@ def parse_json(text):
         raise r.ParseError("not nft -j output: nested too deeply")
     except (ValueError, KeyError, TypeError) as exc:
         raise r.ParseError("not nft -j output: %s" % str(exc)[:200])
-    state, objects = empty_state(), set()
+    state, objects, uncounted = empty_state(), set(), set()
     for item in items:
         (kind, body), = item.items()
         if kind == "metainfo" or body.get("family") != "inet" or \
@@ -439,6 +453,8 @@ def parse_json(text):
             objects.add((kind, body["name"]))
             if kind == "map" and body["name"] in MAPS:
                 state.elements[body["name"]] = _json_elements(body.get("elem"))
+                if not any("counter" in x for x in body.get("stmt") or ()):
+                    uncounted.add(body["name"])
             if kind == "set":
                 state.sets[body["name"]] = _set_elements(body.get("elem"))
         elif kind == "rule":
@@ -447,7 +463,10 @@ def parse_json(text):
             except (_Unknown, AttributeError, KeyError, TypeError, ValueError):
                 rule = r.Rule(body["chain"], verdict="unknown", comment=json.dumps(body["expr"]))
             state.chains.setdefault(body["chain"], []).append(rule)
-    return state._replace(objects=frozenset(objects))
+            if rule.verdict not in ("map", "unknown") and \
+                    not any("counter" in x for x in body["expr"]):
+                uncounted.add(body["chain"])
+    return state._replace(objects=frozenset(objects), uncounted=frozenset(uncounted))
 
 
 # ---------------------------------------------------------------- parse: nft list (text)
@@ -550,6 +569,8 @@ def _text_elements(text):
             raise r.ParseError("cannot read map element from %r: cut short" % " ".join(toks[i:]))
         iif, proto, port = toks[i], toks[i + 2], toks[i + 4]
         i += 5
+        if toks[i] == "counter":  # per element, in a map with the counter flag
+            i += 5 if toks[i + 1:i + 2] == ["packets"] else 1
         comment = None
         if toks[i] == "comment":
             comment, i = toks[i + 1], i + 2
@@ -585,7 +606,8 @@ def _block_elements(state, block, text):
 
 def parse_text(text):
     """``nft list table inet ipmasq`` output, or a script we rendered -> State."""
-    state, objects = empty_state(), set()
+    state, objects, uncounted = empty_state(), set(), set()
+    counted_maps = set()
     chain = block = None
     pending, quoted = None, False  # the lines of an element list not closed yet
     in_table = False
@@ -622,6 +644,8 @@ def parse_text(text):
             chain = block = None
         elif line == "}":
             chain = block = None
+        elif block and line.rstrip(";") == "counter":
+            counted_maps.add(block)
         elif block and line.startswith("elements = {"):
             rest = line[line.index("{") + 1:]
             end, quoted = _close_brace(rest)
@@ -631,14 +655,24 @@ def parse_text(text):
                 pending = [rest]
         elif chain and not line.startswith("type "):
             try:
-                rule = _text_rule(chain, shlex.split(line))
+                words = shlex.split(line)
+                rule = _text_rule(chain, words)
             except (_Unknown, ValueError, TypeError):
                 rule = r.Rule(chain, verdict="unknown", comment=line)
             state.chains.setdefault(chain, []).append(rule)
+            if rule.verdict not in ("map", "unknown") and not _has_counter(words):
+                uncounted.add(chain)
     if pending is not None:
         raise r.ParseError("map %s: the element list never ends (%s)" % (
             block, "a quote is not closed" if quoted else "no closing brace"))
-    return state._replace(objects=frozenset(objects))
+    uncounted.update(n for k, n in objects if k == "map" and n in MAPS and n not in counted_maps)
+    return state._replace(objects=frozenset(objects), uncounted=frozenset(uncounted))
+
+
+def _has_counter(words):
+    """Whether a rule split into words has a counter statement (not a comment "counter")."""
+    return any(w == "counter" and (i == 0 or words[i - 1] != "comment")
+               for i, w in enumerate(words))
 
 
 def parse(text, builtins=False):

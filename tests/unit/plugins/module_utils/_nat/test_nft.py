@@ -53,11 +53,12 @@ def test_render_full_is_one_script_that_replaces_only_our_table():
     assert lines[:3] == ["table inet ipmasq {}", "delete table inet ipmasq", "table inet ipmasq {"]
     assert "flush ruleset" not in text
     assert '\t\telements = { "ppp0" . tcp . 8080 comment "web" : 192.168.10.5 . 80 }' in lines
-    assert '\t\tip saddr 192.168.10.0/24 oifname "ppp0" masquerade comment "office"' in lines
+    assert '\t\tip saddr 192.168.10.0/24 oifname "ppp0" counter masquerade comment "office"' \
+        in lines
     assert "\t\tdnat ip to iifname . meta l4proto . th dport map @fwd4" in lines
-    assert '\t\tiifname "ppp0" ip saddr 198.51.100.0/24 tcp dport 2222 dnat ip to ' \
+    assert '\t\tiifname "ppp0" ip saddr 198.51.100.0/24 tcp dport 2222 counter dnat ip to ' \
         "192.168.10.7" in lines
-    assert '\t\ttcp dport 21 ct helper set "ftp-tcp-21"' in lines
+    assert '\t\ttcp dport 21 counter ct helper set "ftp-tcp-21"' in lines
     assert '\tct helper ftp-tcp-21 { type "ftp" protocol tcp; l3proto inet; }' in lines
 
 
@@ -65,15 +66,15 @@ def test_rule_text_spells_rules_like_nft_list():
     rule = rules.Rule("postrouting", iif="ppp0", iif_neg=True, daddr="fd00::8/128", proto="tcp",
                       dport="443", ct_dnat=True, verdict="masquerade")
     assert nft.rule_text(rule) == \
-        'iifname != "ppp0" ip6 daddr fd00::8 tcp dport 443 ct status dnat masquerade'
+        'iifname != "ppp0" ip6 daddr fd00::8 tcp dport 443 ct status dnat counter masquerade'
     rule = rules.Rule("prerouting", iif="eth0", proto="tcp", dport="80", verdict="dnat",
                       to_addr="fd00::8", to_port="8080")
-    assert nft.rule_text(rule) == 'iifname "eth0" tcp dport 80 dnat ip6 to [fd00::8]:8080'
+    assert nft.rule_text(rule) == 'iifname "eth0" tcp dport 80 counter dnat ip6 to [fd00::8]:8080'
 
 
 def test_ipv6_network_of_length_32_keeps_its_prefix():
     state = state_of(nft, {"forward": [{"source": "2001:db8::/32", "action": "drop"}]})
-    assert "ip6 saddr 2001:db8::/32 drop" in nft.render_full(state)
+    assert "ip6 saddr 2001:db8::/32 counter drop" in nft.render_full(state)
 
 
 # ---------------------------------------------------------------- round trip
@@ -219,18 +220,82 @@ def test_rule_comment_with_braces_reads_back():
 
 def test_statements_we_do_not_write_are_kept_as_unknown_rules():
     text = nft.render_full(state_of(nft, CONFIG)).replace(
-        '\t\tiifname "ppp0" drop\n',
-        '\t\tiifname "ppp0" drop\n\t\tip saddr 10.9.9.9 log prefix "x" accept\n')
+        '\t\tiifname "ppp0" counter drop\n',
+        '\t\tiifname "ppp0" counter drop\n\t\tip saddr 10.9.9.9 log prefix "x" accept\n')
     state = nft.parse(text)
     unknown = [r for r in state.chains["forward"] if r.verdict == "unknown"]
     assert [r.comment for r in unknown] == ['ip saddr 10.9.9.9 log prefix "x" accept']
     assert plan.read_model(nft, state)[1] == unknown
 
 
-def test_counters_are_ignored():
+def test_counter_values_are_no_difference():
     text = nft.render_full(state_of(nft, CONFIG)).replace(
-        '\t\tiifname "ppp0" drop\n', '\t\tiifname "ppp0" counter packets 3 bytes 180 drop\n')
+        '\t\tiifname "ppp0" counter drop\n', '\t\tiifname "ppp0" counter packets 3 bytes 180 drop\n')
     assert nft.parse(text) == reparse(nft, state_of(nft, CONFIG))
+
+
+# ---------------------------------------------------------------- counters
+
+def test_every_rule_but_the_map_lookups_counts_and_the_maps_count_per_element():
+    state = state_of(nft, CONFIG)
+    text = nft.render_full(state)
+    for chain in rules.CHAINS:
+        for rule in state.chains[chain]:
+            assert (" counter " in " %s " % nft.rule_text(rule)) == (rule.verdict != "map"), rule
+    assert text.count("\t\tcounter\n") == len(nft.MAPS)
+    cmds = nft.render_changes(nft.empty_state(), state)
+    assert [c for c in cmds if c.startswith("add map")] == [
+        "add map inet ipmasq %s { %s counter; }" % (name, nft.MAPS[name][1])
+        for name in sorted(nft.MAPS)]
+
+
+@pytest.mark.parametrize("dump", NFT_DUMPS)
+def test_a_kernel_dump_with_counters_reads_as_counted(dump):
+    """The captures hold every element's and rule's counter, with their values."""
+    text = fixture_text("gateway.%s" % dump)
+    assert "counter packets 0 bytes 0" in text or '"counter": {"packets": 0' in text
+    assert nft.parse(text).uncounted == frozenset()
+
+
+@pytest.mark.parametrize("dump", ["uncounted.nft.json", "uncounted.nft.txt"])
+def test_a_table_from_before_counters_is_replaced_whole_in_one_transaction(dump):
+    """Version 1 rendered no counters, and a map cannot gain the counter flag: the first run
+    after the upgrade replaces our table, and the next one finds nothing to do."""
+    have = nft.parse(fixture_text("gateway.%s" % dump))
+    want = plan.want_state(nft, ruleset_of(fixture_config("gateway")),
+                           fixture_addresses("gateway"))
+    assert have.uncounted == frozenset(["fwd4", "fwd6", "prerouting", "postrouting", "forward",
+                                        "helpers"])
+    assert plan.read_model(nft, have) == (ruleset_of(fixture_config("gateway")), [])
+    cmds = nft.render_changes(have, want)
+    assert cmds[0] == "delete table inet ipmasq"
+    assert cmds[1:] == nft.render_changes(nft.empty_state(), want)
+    after = nft_apply(have, cmds)
+    assert not after.uncounted and nft.render_changes(after, want) == []
+
+
+@pytest.mark.parametrize("edit, uncounted", [
+    (('\t\tiifname "ppp0" counter drop\n', '\t\tiifname "ppp0" drop\n'), {"forward"}),
+    (("\t\tcounter\n", "", 1), {"fwd4"}),
+    (('\t\tiifname "ppp0" counter drop\n', '\t\tiifname "ppp0" drop comment "counter"\n'),
+     {"forward"}),  # a comment that says counter is no counter
+])
+def test_a_rule_or_map_without_its_counter_is_uncounted(edit, uncounted):
+    text = nft.render_full(state_of(nft, CONFIG))
+    assert nft.parse(text).uncounted == frozenset()
+    assert nft.parse(text.replace(*edit)).uncounted == frozenset(uncounted)
+
+
+def test_a_rule_without_counter_rewrites_its_chain_only():
+    """A hand-made rule or one from an older version: the chain is rewritten with counters,
+    the maps and the other chains keep theirs."""
+    want = state_of(nft, CONFIG)
+    have = nft.parse(nft.render_full(want).replace(
+        '\t\tiifname "ppp0" counter drop\n', '\t\tiifname "ppp0" drop\n'))
+    cmds = nft.render_changes(have, want)
+    assert cmds[0] == "flush chain inet ipmasq forward"
+    assert {c.split()[4] for c in cmds[1:]} == {"forward"}
+    assert all(" counter " in c for c in cmds[1:])
 
 
 def test_a_missing_table_parses_as_absent():
@@ -278,7 +343,8 @@ def test_a_changed_map_element_is_deleted_then_added():
 def test_drift_extra_rule_in_our_chain_rewrites_only_that_chain():
     want = state_of(nft, CONFIG)
     have = nft.parse(nft.render_full(want).replace(
-        '\t\tiifname "ppp0" drop\n', '\t\tiifname "ppp0" drop\n\t\ttcp dport 22 accept\n'))
+        '\t\tiifname "ppp0" counter drop\n',
+        '\t\tiifname "ppp0" counter drop\n\t\ttcp dport 22 accept\n'))
     cmds = nft.render_changes(have, want)
     assert cmds[0] == "flush chain inet ipmasq forward"
     assert all(c.startswith("add rule inet ipmasq forward ") for c in cmds[1:])
@@ -323,7 +389,7 @@ def test_drift_missing_chain_is_created_and_filled():
     assert cmds == [
         "add chain inet ipmasq helpers { type filter hook prerouting priority filter; "
         "policy accept; }",
-        'add rule inet ipmasq helpers tcp dport 21 ct helper set "ftp-tcp-21"']
+        'add rule inet ipmasq helpers tcp dport 21 counter ct helper set "ftp-tcp-21"']
     assert nft.render_changes(nft_apply(have, cmds), want) == []
 
 
@@ -383,16 +449,16 @@ def test_hairpin_matches_the_set_of_its_interface_and_keeps_the_source():
     assert {("set", "hp4_wan0"), ("set", "hp6_wan0")} <= state.objects
     text = nft.render_full(state)
     lines = text.splitlines()
-    assert '		iifname != "wan0" ip saddr 198.51.100.0/24 ip daddr @hp4_wan0 tcp dport 8080 ' \
-        'dnat ip to 192.168.77.20:80 comment "web"' in lines
-    assert '		iifname != "wan0" ip6 daddr @hp6_wan0 tcp dport 443 dnat ip6 to fd00:77::20' \
-        in lines
+    assert '\t\tiifname != "wan0" ip saddr 198.51.100.0/24 ip daddr @hp4_wan0 tcp dport 8080 ' \
+        'counter dnat ip to 192.168.77.20:80 comment "web"' in lines
+    assert '\t\tiifname != "wan0" ip6 daddr @hp6_wan0 tcp dport 443 counter dnat ip6 to ' \
+        'fd00:77::20' in lines
     assert "\tset hp4_wan0 {" in lines
     assert "\t\telements = { 198.51.100.1, 198.51.100.2 }" in lines
     assert "fib daddr" not in text
     # the way back keeps the source limit too
     assert '\t\tiifname != "wan0" ip saddr 198.51.100.0/24 ip daddr 192.168.77.20 tcp dport 80 ' \
-        'ct status dnat masquerade comment "web"' in lines
+        'ct status dnat counter masquerade comment "web"' in lines
 
 
 def test_an_address_change_is_element_changes_only():

@@ -54,6 +54,7 @@ def _nft_frame_and_rules(state):
     allowed |= {"\tchain %s {" % c for c in rules.CHAINS}
     allowed |= {"\t\t" + t for t in nft.CHAIN_TYPES.values()}
     allowed |= {"\tmap %s {" % m for m in nft.MAPS} | {"\t\t" + t for _f, t in nft.MAPS.values()}
+    allowed.add("\t\tcounter")  # the maps' counter flag
     allowed |= {"\t" + nft._helper_decl(name) for kind, name in state.objects
                 if kind == "ct helper"}
     for name, members in state.sets.items():
