@@ -53,11 +53,24 @@ options:
     default: merged
   running_config:
     description:
-      - With O(state=parsed), the text to read. Accepts C(iptables-save) output (rules in the
-        built-in C(PREROUTING), C(POSTROUTING) and C(FORWARD) chains count, so hand-made
-        gateways can be migrated; C(ip6tables-save) output follows a C(# ip6tables) line),
-        lines of C(iptables -t nat -A ...) commands, and C(nft -j list table inet ipmasq)
-        or C(nft list table inet ipmasq) output.
+      - With O(state=parsed), the text to read.
+      - Text that holds our own C(table inet ipmasq) or C(IPMASQ-*) chains is read as ours,
+        strictly; a rule there that the model cannot express is an error.
+      - Any other text is imported, so that a hand-made gateway can be migrated. Accepted
+        are C(iptables-save) and C(ip6tables-save) output, C(iptables -S) output, lines of
+        C(iptables) commands (also without a C(*nat) line, after C(sudo), or inside a shell
+        script), C(nft list ruleset), C(nft -f) scripts (any table; C(define), C(add rule))
+        and C(nft -j list ruleset). Read are the rules of the built-in C(PREROUTING),
+        C(POSTROUTING) (nat), C(FORWARD) (filter) and raw C(PREROUTING) chains, and of nft
+        base chains on those hooks; C(--to) abbreviations, C(-m multiport) port lists of
+        port forwards and port names such as C(ssh) are understood.
+      - The chains of other managers (Docker, kube-proxy, ufw, fail2ban, firewalld,
+        Tailscale, libvirt, LXD, OpenWrt) and the jumps to them are skipped and counted.
+        Every other rule there that the model cannot express (a C(REDIRECT), a negated
+        match, a DNAT without C(-i), C(--random-fully)...) is reported as a warning with its
+        line number and the reason, and in RV(parse_report); it does not fail the task.
+      - Only text that holds no rule, chain or table at all, or that is cut short in the
+        middle of a rule, fails. An empty result always comes with a warning saying why.
     type: str
   conntrack_flush:
     description:
@@ -434,6 +447,25 @@ parsed:
   description: O(running_config) as rules, by kind.
   returned: when O(state=parsed)
   type: dict
+parse_report:
+  description:
+    - What O(state=parsed) read and left out of O(running_config).
+    - C(format) (V(iptables), V(nft), V(nft -j), or our own table or chains), C(read) (rules
+      read), C(unreadable) (each rule the model cannot express, with C(line), C(rule) and
+      C(reason)), C(foreign) (rules of other managers skipped, by manager, with their
+      chains), C(out_of_scope) (rules in chains the model does not cover, by chain) and
+      C(notes) (policies, duplicates, why the result is empty).
+  returned: when O(state=parsed)
+  type: dict
+  sample:
+    format: iptables
+    read: 2
+    unreadable:
+      - {line: 9, rule: "-A PREROUTING -i eth1 -p tcp --dport 80 -j REDIRECT --to-ports 3128",
+         reason: "REDIRECT to the gateway itself: the model has no port forward to the gateway's own address"}
+    foreign: {Docker: {rules: 12, chains: [DOCKER, DOCKER-USER]}}
+    out_of_scope: {filter INPUT: 5}
+    notes: []
 diff:
   description: The owned ruleset before and after, one rule per line (diff mode).
   returned: when diff mode is on and O(state) changes rules

@@ -13,9 +13,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import time
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import importer
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import nft
@@ -55,18 +57,33 @@ def change_lines(lines_before, lines_after, written):
             + ["~ write " + path for path in written])
 
 
-def parse_running_config(text):
-    """Text from any supported source -> ruleset. Raises rules.ParseError."""
+_OURS_NFT = re.compile(r"\btable\s+inet\s+ipmasq\b")
+
+
+def _own_codec(text):
+    """The codec of our own table or chains when the text holds them, else None."""
     stripped = text.lstrip()
+    if stripped.startswith("{"):
+        return nft if '"ipmasq"' in text else None
+    if _OURS_NFT.search(text):
+        return nft
+    return iptables if "IPMASQ-" in text else None
+
+
+def parse_running_config(text, report=False):
+    """Text from any supported source -> ruleset, or (ruleset, report) with ``report``.
+
+    Text that holds our own table or chains is read as ours, strictly: a rule there that
+    the model cannot express is an error. Any other text is imported (importer.py): the
+    rules the model cannot express and those of other managers are reported, not fatal.
+    Raises rules.ParseError.
+    """
+    codec = _own_codec(text)
+    if codec is None:
+        ruleset, found = importer.import_text(text)
+        return (ruleset, found) if report else ruleset
     try:
-        if stripped.startswith("{") or stripped.startswith("table "):
-            codec, state = nft, nft.parse(text)
-        else:
-            # Our own chains when the text has them; otherwise the built-in chains of a
-            # hand-made gateway (which then must hold nothing but NAT/forward rules).
-            codec, state = iptables, iptables.parse(text)
-            if not any(state.present.values()):
-                state = iptables.parse(text, builtins=True)
+        state = codec.parse(text)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, rules.ParseError):
             raise
@@ -76,7 +93,13 @@ def parse_running_config(text):
     if foreign:
         raise rules.ParseError("cannot express these rules in the model: %s" % "; ".join(
             x.comment if x.verdict == "unknown" else codec.rule_text(x) for x in foreign))
-    return ruleset
+    if not report:
+        return ruleset
+    return ruleset, {"format": "%s (our own %s)" % (
+        "nftables" if codec is nft else "iptables",
+        "table inet ipmasq" if codec is nft else "IPMASQ chains"),
+        "read": sum(len(v) for v in ruleset.values()), "unreadable": [], "foreign": {},
+        "out_of_scope": {}, "notes": []}
 
 
 def _no_addresses(interfaces):
@@ -108,11 +131,13 @@ def run(module):
 
     if state == "parsed":
         try:
-            return {"changed": False, "parsed": m.ruleset_to_dict(
-                parse_running_config(p["running_config"]))}
+            ruleset, found = parse_running_config(p["running_config"], report=True)
         except (rules.ParseError, ValueError) as exc:
             return {"failed": True, "changed": False,
                     "msg": "running_config: cannot parse: %s" % exc}
+        for text in importer.warnings(found):
+            module.warn(text)
+        return {"changed": False, "parsed": m.ruleset_to_dict(ruleset), "parse_report": found}
     try:
         if state == "rendered":
             backend = "iptables" if p["backend"] == "iptables" else "nftables"

@@ -162,15 +162,27 @@ def test_rendered_returns_the_full_script_without_a_host(no_host, backend, codec
 
 def test_parsed_reads_running_config_without_a_host(no_host):
     result = run(state="parsed", running_config=fixture_text("gateway.nft.json"))
-    assert result == {"changed": False,
-                      "parsed": model.ruleset_to_dict(ruleset_of(fixture_config("gateway")))}
+    assert result["changed"] is False and set(result) == {"changed", "parsed", "parse_report"}
+    assert result["parsed"] == model.ruleset_to_dict(ruleset_of(fixture_config("gateway")))
+    assert result["parse_report"]["unreadable"] == []
 
 
 def test_parsed_bad_text_fails_cleanly(no_host):
-    result = run(state="parsed", running_config="*nat\n-A POSTROUTING -o ppp0 -j LOG\nCOMMIT\n")
+    result = run(state="parsed", running_config="*nat\n-A POSTROUTING -o ppp0 -j\nCOMMIT\n")
     assert result["failed"] is True and result["changed"] is False
     assert result["msg"].startswith("running_config: cannot parse:")
-    assert "-j LOG" in result["msg"]
+    assert "line 2" in result["msg"] and "-j" in result["msg"]
+
+
+def test_parsed_warns_about_a_rule_it_cannot_express(no_host):
+    module = FakeModule(state="parsed",
+                        running_config="*nat\n-A POSTROUTING -o ppp0 -j LOG\nCOMMIT\n")
+    result = plan.run(module)
+    assert result.get("failed") is not True
+    assert result["parse_report"]["unreadable"] == [{
+        "line": 2, "rule": "-A POSTROUTING -o ppp0 -j LOG",
+        "reason": "target LOG in POSTROUTING: the model holds masquerade and SNAT there"}]
+    assert any(w.startswith("running_config line 2: not read") for w in module.warnings)
 
 
 def test_rendered_then_parsed_is_the_config(no_host):
