@@ -21,7 +21,8 @@ import shlex
 from collections import namedtuple
 
 # family: 4, 6 or None (both); saddr/daddr/dports: tuples of values as written (a set
-# gives several); ct_state: frozenset or None; unknown: what was not understood, as text;
+# gives several); ct_state: frozenset or None, any of which matches (iptables' --ctstate
+# may list dnat and snat there); ct_dnat: nft's "ct status dnat"; unknown: what was not understood, as text;
 # verdict: accept, drop, reject, return, jump, goto, masquerade, snat, dnat, redirect,
 # helper, or the lower-cased name of another target (log, mark...), None for none;
 # target: the chain of a jump or goto; args: ((key, value), ...) of a NAT target: to,
@@ -216,10 +217,9 @@ def parse_iptables(args):
             f["dports"] = f["dports"] + tuple(value.split(","))
             f["dports_neg"] = neg
         elif field == "ct_state":
-            states = set(value.lower().split(","))
-            f["ct_dnat"] = "dnat" in states and not neg
-            states.discard("dnat")
-            f["ct_state"], f["ct_state_neg"] = frozenset(states) or None, neg
+            # one list, any of which matches: DNAT and SNAT stay in it (not ct_dnat, which
+            # nft's "ct status dnat" sets and which must hold besides the others)
+            f["ct_state"], f["ct_state_neg"] = frozenset(value.lower().split(",")), neg
         elif field == "comment":
             f["comment"] = value.replace("\\'", "'")
         elif field in ("jump", "goto"):

@@ -121,7 +121,7 @@ def _numbers(lines):
 
 # ---------------------------------------------------------------- entries
 
-class _Cannot(Exception):
+class Cannot(Exception):
     """A rule the model cannot express; the message says why."""
 
 
@@ -135,26 +135,26 @@ def _net(value, what):
 
 def _one(values, what):
     if len(values) > 1:
-        raise _Cannot("matches several %s (%s): the model's entry holds one"
+        raise Cannot("matches several %s (%s): the model's entry holds one"
                       % (what, ", ".join(values)))
     return values[0] if values else None
 
 
 def _common_checks(rule, allowed):
     if rule.unknown:
-        raise _Cannot("matches or options the model has no field for: %s"
+        raise Cannot("matches or options the model has no field for: %s"
                       % "; ".join(rule.unknown))
     for field, flag in (("iif", "iif_neg"), ("oif", "oif_neg"), ("saddr", "saddr_neg"),
                         ("daddr", "daddr_neg"), ("proto", "proto_neg"),
                         ("dports", "dports_neg"), ("ct_state", "ct_state_neg")):
         if getattr(rule, flag) and getattr(rule, field):
-            raise _Cannot("negated match on %s (%s): the model matches only what is given"
+            raise Cannot("negated match on %s (%s): the model matches only what is given"
                           % (_FIELD_WORDS[field], _show(getattr(rule, field))))
     for field in ("iif", "oif", "saddr", "daddr", "proto", "dports", "ct_state"):
         if getattr(rule, field) and field not in allowed:
-            raise _Cannot(_NOT_ALLOWED[field] % _show(getattr(rule, field)))
+            raise Cannot(_NOT_ALLOWED[field] % _show(getattr(rule, field)))
     if rule.ct_dnat and "ct_dnat" not in allowed:
-        raise _Cannot("matches DNATed connections (ctstate DNAT)")
+        raise Cannot("matches DNATed connections (ctstate DNAT)")
 
 
 def _show(value):
@@ -190,28 +190,28 @@ def _split_target(value, family):
 
 
 def entries(scope, rule):
-    """[(kind, entry dict)] for one rule of a chain in the model's scope; raises _Cannot."""
+    """[(kind, entry dict)] for one rule of a chain in the model's scope; raises Cannot."""
     verdict = rule.verdict
     if verdict is None:
         if rule.unknown:
-            raise _Cannot("matches or options the model has no field for: %s"
+            raise Cannot("matches or options the model has no field for: %s"
                           % "; ".join(rule.unknown))
-        raise _Cannot("a rule without a verdict")
+        raise Cannot("a rule without a verdict")
     if verdict in ("jump", "goto"):
-        raise _Cannot("jumps to chain %s, whose rules the model cannot hold (it has no "
+        raise Cannot("jumps to chain %s, whose rules the model cannot hold (it has no "
                       "chains of its own)" % rule.target)
     if scope == "postrouting":
         if verdict not in ("masquerade", "snat"):
-            raise _Cannot("target %s in POSTROUTING: the model holds masquerade and SNAT "
+            raise Cannot("target %s in POSTROUTING: the model holds masquerade and SNAT "
                           "there" % verdict.upper())
         _common_checks(rule, ("oif", "saddr"))
         for key, value in rule.args:
             if key in ("random", "random_fully", "persistent", "ports"):
-                raise _Cannot("%s: the model's %s has no such option" % (
+                raise Cannot("%s: the model's %s has no such option" % (
                     {"random_fully": "--random-fully", "ports": "--to-ports %s" % value,
                      "random": "--random", "persistent": "--persistent"}[key], verdict))
         if not rule.oif:
-            raise _Cannot("no out interface (-o): the model's %s needs out_interface"
+            raise Cannot("no out interface (-o): the model's %s needs out_interface"
                           % verdict)
         entry = {"out_interface": rule.oif}
         source = _one(rule.saddr, "sources")
@@ -220,39 +220,39 @@ def entries(scope, rule):
         if verdict == "snat":
             to = foreign.arg(rule, "to")
             if not to:
-                raise _Cannot("SNAT without --to-source")
+                raise Cannot("SNAT without --to-source")
             addr, port = _split_target(to, rule.family)
             if port:
-                raise _Cannot("SNAT to a port (%s): the model's snat has no port" % to)
+                raise Cannot("SNAT to a port (%s): the model's snat has no port" % to)
             entry["to_address"] = addr
         if rule.comment:
             entry["comment"] = rule.comment
         return [(verdict, entry)]
     if scope == "prerouting":
         if verdict == "redirect":
-            raise _Cannot("REDIRECT to the gateway itself: the model has no port forward "
+            raise Cannot("REDIRECT to the gateway itself: the model has no port forward "
                           "to the gateway's own address")
         if verdict != "dnat":
-            raise _Cannot("target %s in PREROUTING: the model holds port forwards (DNAT) "
+            raise Cannot("target %s in PREROUTING: the model holds port forwards (DNAT) "
                           "there" % verdict.upper())
         _common_checks(rule, ("iif", "saddr", "proto", "dports"))
         if not rule.iif:
-            raise _Cannot("DNAT without an in interface (-i): a port forward is bound to the "
+            raise Cannot("DNAT without an in interface (-i): a port forward is bound to the "
                           "interface its traffic comes in by")
         if rule.proto not in ("tcp", "udp"):
-            raise _Cannot("DNAT of protocol %s: port forwards are tcp or udp" % rule.proto)
+            raise Cannot("DNAT of protocol %s: port forwards are tcp or udp" % rule.proto)
         if not rule.dports:
-            raise _Cannot("DNAT without a port: the model's port forward has one (1:1 NAT "
+            raise Cannot("DNAT without a port: the model's port forward has one (1:1 NAT "
                           "of a whole address is not in the model)")
         to = foreign.arg(rule, "to")
         if not to:
-            raise _Cannot("DNAT without --to-destination")
+            raise Cannot("DNAT without --to-destination")
         addr, to_port = _split_target(to, rule.family)
         out = []
         for port in rule.dports:
             number = foreign.ports_text(port)
             if number is None:
-                raise _Cannot("port %s is not a number or a service this module knows" % port)
+                raise Cannot("port %s is not a number or a service this module knows" % port)
             entry = {"in_interface": rule.iif, "protocol": rule.proto, "port": number,
                      "to_address": addr}
             if to_port:
@@ -266,21 +266,22 @@ def entries(scope, rule):
         return out
     if scope == "helpers":
         if verdict != "helper":
-            raise _Cannot("target %s in raw PREROUTING: the model holds conntrack helpers "
+            raise Cannot("target %s in raw PREROUTING: the model holds conntrack helpers "
                           "there" % verdict.upper())
         _common_checks(rule, ("proto", "dports"))
         port = _one(rule.dports, "ports")
         if not port:
-            raise _Cannot("a helper without a port")
+            raise Cannot("a helper without a port")
         return [("helpers", {"helper": foreign.arg(rule, "helper"), "protocol": rule.proto,
                              "port": foreign.ports_text(port) or port})]
     # forward
     if verdict not in m.FORWARD_ACTIONS:
-        raise _Cannot("target %s in FORWARD: the model's forward rules accept, drop or "
+        raise Cannot("target %s in FORWARD: the model's forward rules accept, drop or "
                       "reject" % verdict.upper())
-    if rule.ct_dnat and not any((rule.iif, rule.oif, rule.saddr, rule.daddr, rule.proto,
-                                 rule.dports, rule.ct_state, rule.unknown)) \
-            and verdict == "accept":
+    dnat_only = (rule.ct_dnat and not rule.ct_state) or (
+        not rule.ct_dnat and rule.ct_state == frozenset(["dnat"]) and not rule.ct_state_neg)
+    if dnat_only and verdict == "accept" and not any(
+            (rule.iif, rule.oif, rule.saddr, rule.daddr, rule.proto, rule.dports, rule.unknown)):
         return [("dnat_accept", {})]
     _common_checks(rule, ("iif", "oif", "saddr", "daddr", "proto", "dports", "ct_state"))
     entry = {"action": verdict}
@@ -297,9 +298,12 @@ def entries(scope, rule):
         port = _one(rule.dports, "ports")
         number = foreign.ports_text(port)
         if number is None:
-            raise _Cannot("port %s is not a number or a service this module knows" % port)
+            raise Cannot("port %s is not a number or a service this module knows" % port)
         entry["port"] = number
     if rule.ct_state:
+        if rule.ct_state & {"dnat", "snat"}:
+            raise Cannot("matches NAT connection states (%s) in a list the model's "
+                          "ct_state cannot hold" % _show(rule.ct_state))
         entry["ct_state"] = sorted(rule.ct_state)
     if rule.comment:
         entry["comment"] = rule.comment
@@ -318,7 +322,7 @@ class _Collector:
     def add(self, line, text, scope, rule, position=None):
         try:
             made = entries(scope, rule)
-        except _Cannot as exc:
+        except Cannot as exc:
             self.report.cannot(line, text, str(exc))
             return False
         if made and made[0][0] == "dnat_accept":
@@ -440,12 +444,12 @@ def _command_words(words):
     return tool, table, words
 
 
-def _iptables_lines(text, report):
+def iptables_lines(text, report):
     """Split iptables text into _Line records; raises ParseError for text cut short."""
     out, table, family, headers = [], None, 4, False
     shell = []
     for number, raw in enumerate(text.split("\n"), 1):
-        line = raw.strip(" \t\r\x0c")
+        line = raw.strip()
         if not line:
             continue
         if line.startswith("#"):
@@ -532,7 +536,7 @@ def _iptables_lines(text, report):
     return out
 
 
-def _docker_bridges(lines):
+def docker_bridges(lines):
     bridges = set()
     for record in lines:
         if record.op == "decl" or record.rule is None:
@@ -561,7 +565,7 @@ def _docker_shape(rule, bridges):
     return rule.verdict in ("accept", "drop", "jump") and not rule.saddr and not rule.dports
 
 
-def _manager_of_rule(record, bridges):
+def manager_of_rule(record, bridges):
     """The manager whose rule this is (by chain, jump target, or bridge), or None."""
     manager = foreign.chain_manager(record.chain)
     if manager:
@@ -585,10 +589,10 @@ def _manager_of_rule(record, bridges):
 
 def import_iptables(text):
     report = Report("iptables")
-    lines = _iptables_lines(text, report)
+    lines = iptables_lines(text, report)
     if not lines:
         raise ParseError("no iptables rule, chain or table found in running_config")
-    bridges = _docker_bridges(lines)
+    bridges = docker_bridges(lines)
     declared, user_rules, reached = {}, {}, {}
     for record in lines:
         if record.op == "decl":
@@ -605,7 +609,7 @@ def import_iptables(text):
         if record.op == "decl":
             continue
         scope = IPT_SCOPE.get((record.table, record.chain))
-        manager, chain = _manager_of_rule(record, bridges)
+        manager, chain = manager_of_rule(record, bridges)
         if manager:
             report.other(manager, chain, record.number)
             continue

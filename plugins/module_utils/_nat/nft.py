@@ -418,10 +418,21 @@ def _json_elements(elems):
     return out
 
 
-def parse_json(text):
-    """``nft -j list table inet ipmasq`` (or ``list ruleset``) output -> State."""
+def decode(text):
+    """``nft -j`` output -> its list of items; raises ParseError."""
     try:
-        items = json.loads(text)["nftables"]
+        return json.loads(text)["nftables"]
+    except RecursionError:
+        raise r.ParseError("not nft -j output: nested too deeply")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise r.ParseError("not nft -j output: %s" % str(exc)[:200])
+
+
+def parse_json(text, items=None):
+    """``nft -j list table inet ipmasq`` (or ``list ruleset``) output -> State; ``items``:
+    that output already decoded (``decode``), read by others too."""
+    try:
+        items = json.loads(text)["nftables"] if items is None else items
     except RecursionError:
         raise r.ParseError("not nft -j output: nested too deeply")
     except (ValueError, KeyError, TypeError) as exc:

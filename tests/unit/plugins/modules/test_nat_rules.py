@@ -71,6 +71,10 @@ class FakeHost:
         self.fail_apply = 0
         self.interfaces = {}  # {interface: [address]}, as ``ip -j addr show`` would tell
         self.tools = {"ipset"}  # installed, of the tools looked up with required=False
+        self.ruleset_json = '{"nftables": []}'  # nft -j list ruleset: the foreign chains
+        self.filter_saves = {}  # {family: iptables-save -t filter text}
+        self.route_table = []  # ip -j route show
+        self.saves = {}  # {family: iptables-save text}, for adopt
 
     def addresses(self, _host, interfaces):
         if interfaces:
@@ -84,9 +88,35 @@ class FakeHost:
         return None
         self.half_applied = None  # the state a failed apply left behind
 
-    def read(self, _host, backend):
+    def read(self, _host, backend, ruleset=None):
         self.calls.append(("read", backend))
         return self.states[backend]
+
+    # the neighbourhood (coexist.Site): by default a host with nothing of anyone else's
+    def nft_ruleset(self, _host):
+        return self.ruleset_json
+
+    def has_iptables(self, _host):
+        return True
+
+    def save_filter(self, _host, family, variant=None):
+        return self.filter_saves.get(family)
+
+    def iptables_origin(self, _host):
+        return "iptables-nft"
+
+    def iptables_save(self, _host, family):
+        return self.saves.get(family, "")
+
+    def routes(self, _host):
+        return self.route_table
+
+    def stale_persist_files(self, backend):
+        other = "iptables" if backend == "nftables" else "nftables"
+        names = list(host.PERSIST_FILES[other].values()) + (
+            [host.PERSIST_IPSET] if other == "iptables" else [])
+        return dict((path, None) for path in self.files
+                    if path.rsplit("/", 1)[-1] in names)
 
     def apply(self, _host, backend, commands):
         self.calls.append(("apply", backend, list(commands)))
@@ -106,7 +136,11 @@ class FakeHost:
 
     def write_files(self, _host, files, paths):
         self.calls.append(("write_files", sorted(paths)))
-        self.files.update((path, files[path]) for path in paths)
+        for path in paths:
+            if files[path] is None:
+                self.files.pop(path, None)
+            else:
+                self.files[path] = files[path]
 
     def conntrack_delete(self, _host, filters):
         self.calls.append(("conntrack_delete", [list(f) for f in filters]))
@@ -128,8 +162,11 @@ def machine(monkeypatch):
     fake = FakeHost()
     # Host methods receive the Host first; FakeHost's take it as their first argument.
     for name in ("read", "apply", "persist_changes", "write_files", "conntrack_delete",
-                 "addresses"):
+                 "addresses", "nft_ruleset", "has_iptables", "save_filter", "iptables_origin",
+                 "routes", "iptables_save"):
         monkeypatch.setattr(host.Host, name, _delegate(fake, name))
+    monkeypatch.setattr(host.Host, "legacy_families", staticmethod(lambda: []))
+    monkeypatch.setattr(host.Host, "stale_persist_files", staticmethod(fake.stale_persist_files))
     monkeypatch.setattr(host.Host, "_bin", _delegate(fake, "bin_path"))
     monkeypatch.setattr(host.Host, "lock", lambda self, timeout=60: contextlib.nullcontext())
     monkeypatch.setattr(host.Host, "rollbacks", lambda self: [])
@@ -507,3 +544,85 @@ def test_documentation_matches_the_argument_spec():
 def test_documented_helpers_are_the_ones_the_model_accepts():
     text = _doc_options()["config"]["suboptions"]["helpers"]["suboptions"]["helper"]["description"]
     assert re.findall(r"V\(([^)]+)\)", text) == sorted(model.HELPER_PROTOCOLS)
+
+
+# ---------------------------------------------------------------- other managers, switches
+
+DOCKER_FILTER = ("*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n"
+                 "-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n")
+DOCKER_NFT = json.dumps({"nftables": [
+    {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "type": "filter",
+               "hook": "forward", "prio": 0, "policy": "drop"}},
+    {"chain": {"family": "ip", "table": "filter", "name": "DOCKER-USER"}},
+    {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD",
+              "expr": [{"jump": {"target": "DOCKER-USER"}}]}}]})
+V4_CONFIG = {"masquerade": [CONFIG["masquerade"][0]],
+             "port_forwards": [CONFIG["port_forwards"][0]]}
+
+
+def _docker_host(machine):
+    machine.ruleset_json = DOCKER_NFT
+    machine.filter_saves = {4: DOCKER_FILTER}
+    machine.route_table = [{"dst": "192.168.10.0/24", "dev": "lan0"}]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_nftables_under_a_forward_drop_fails_before_any_change(machine, check_mode):
+    _docker_host(machine)
+    result = run(backend="nftables", config=V4_CONFIG, check_mode=check_mode)
+    assert result["failed"] is True and result["changed"] is False
+    assert "table ip filter chain FORWARD (Docker) drops it by its policy (drop)" in result["msg"]
+    assert "DOCKER-USER -i lan0 -o ppp0 -j ACCEPT" in result["msg"]
+    assert machine.changing_calls() == []
+
+
+def test_warn_goes_ahead_and_says_so(machine):
+    _docker_host(machine)
+    module = FakeModule(backend="nftables", config=V4_CONFIG, foreign_forward_drop="warn")
+    result = plan.run(module)
+    assert result["changed"] is True and result["backend"] == "nftables"
+    assert result["foreign_forward_drop"] in module.warnings
+
+
+def test_auto_takes_the_iptables_backend_under_dockers_forward_drop(machine):
+    _docker_host(machine)
+    result = run(backend="auto", config=V4_CONFIG)
+    assert result["backend"] == "iptables" and "foreign_forward_drop" not in result
+    assert [c[1] for c in machine.calls if c[0] == "apply"] == ["iptables"]
+
+
+def test_auto_keeps_the_backend_that_holds_our_rules(machine):
+    machine.states["iptables"] = reparse(iptables, state_of(iptables, V4_CONFIG))
+    machine.ruleset_json = json.dumps({"nftables": [
+        {"chain": {"family": "ip", "table": "nat", "name": "IPMASQ-POSTROUTING"}}]})
+    result = run(backend="auto", config=V4_CONFIG, persist=False)
+    assert result["backend"] == "iptables" and result["changed"] is False
+
+
+@pytest.mark.parametrize("old, new", [("iptables", "nftables"), ("nftables", "iptables")])
+def test_a_backend_switch_removes_the_old_rules_after_the_new_are_in(machine, old, new):
+    machine.states[old] = reparse(CODECS[old], state_of(CODECS[old], V4_CONFIG))
+    if old == "iptables":
+        machine.ruleset_json = json.dumps({"nftables": [
+            {"chain": {"family": "ip", "table": "nat", "name": "IPMASQ-POSTROUTING"}}]})
+    machine.files = {"/etc/ipmasq/" + name: "old\n" for name in
+                     host.PERSIST_FILES[old].values()}
+    checked = run(backend=new, config=V4_CONFIG, check_mode=True, diff=True)
+    assert machine.changing_calls() == []
+    real = run(backend=new, config=V4_CONFIG, diff=True)
+    assert checked == real
+    assert real["backend_switch"]["from"] == old and real["backend_switch"]["to"] == new
+    assert real["summary"]["masquerade"] == {"added": 0, "removed": 0, "unchanged": 1}
+    applies = [c[1] for c in machine.calls if c[0] == "apply"]
+    assert applies == [new, old]
+    assert machine.states[old] == CODECS[old].empty_state() or \
+        not any(machine.states[old].present.values())
+    assert model.ruleset_to_dict(plan.read_model(CODECS[new], machine.states[new])[0]) == \
+        model.ruleset_to_dict(ruleset_of(V4_CONFIG))
+    # the old backend's boot files go with its rules
+    assert not any(path.endswith(tuple(host.PERSIST_FILES[old].values()))
+                   for path in machine.files)
+    assert any(line.startswith("- [%s] postrouting:" % old) for line in real["changes"])
+    assert "[%s] postrouting:" % old in real["diff"]["before"]
+    again = run(backend=new, config=V4_CONFIG)
+    assert again["changed"] is False and "backend_switch" not in again
