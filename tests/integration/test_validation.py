@@ -15,7 +15,11 @@ PF = scenarios.PORT_FORWARDS[0]
 
 
 def got(value):
-    return "(got %r)" % (value,)
+    """How a message shows a bad value: its repr, cut to 100 characters (README, Security)."""
+    text = repr(value)
+    if len(text) > 100:
+        text = "%s... (%d characters)" % (text[:100], len(text))
+    return "(got %s)" % text
 
 
 BAD_INPUTS = [
