@@ -31,6 +31,9 @@ export PY_COLORS := 0
 # Always the checkout's recipe (a stale value in the environment would point at an old tag);
 # `make IPMASQ_IMAGE=...` still overrides it.
 export IPMASQ_IMAGE := $(shell scripts/build-image.sh --print-ref)
+# The node image plus docker.io, ufw and firewalld, for the scenarios whose gateways share
+# their host with another firewall manager (molecule/neighbours).
+export IPMASQ_MANAGERS_IMAGE := $(shell scripts/build-managers-image.sh --print-ref)
 
 # Molecule scenarios: every molecule/*/molecule.yml, or only `make molecule SCENARIO=name`. Only a
 # SCENARIO given on the make command line counts: one left in the environment is ignored, so it
@@ -42,7 +45,7 @@ SCENARIOS := $(if $(filter command line,$(origin SCENARIO)),$(SCENARIO),$(ALL_SC
 # missing); without it they fail. `make test` refuses it: every layer must run there.
 ALLOW_SKIP_VAR := IPMASQ_ALLOW_SKIP
 
-.PHONY: help deps venv collection-link image lint sanity unit integration molecule build build-check \
+.PHONY: help deps venv collection-link image managers-image lint sanity unit integration molecule build build-check \
 	test preflight prerequisites lab lab-down bench clean clean-all
 
 help:
@@ -50,6 +53,7 @@ help:
 	@echo "make test         everything CI runs: deps venv image lint sanity build-check unit integration molecule"
 	@echo "make molecule     all Molecule scenarios, or one: make molecule SCENARIO=default"
 	@echo "make deps|venv|image|collection-link   install apt packages | .venv | test image | collection symlink"
+	@echo "make managers-image  the test image with docker.io, ufw and firewalld (molecule/neighbours)"
 	@echo "make lint|sanity|unit|integration       single test layers"
 	@echo "make build        collection tarball in .build/dist (build-check also installs it)"
 	@echo "make bench [QUICK=1]   benchmarks"
@@ -80,6 +84,9 @@ collection-link:
 
 image: deps
 	scripts/build-image.sh
+
+managers-image: image
+	scripts/build-managers-image.sh
 
 # ANSIBLE_HOME: ansible-lint puts its own cache collections dir (default ~/.ansible/collections)
 # first on the collection path, where a stale installed copy of this collection would shadow
@@ -129,7 +136,7 @@ integration: deps venv collection-link
 # Each scenario's testinfra runs append one line per verify step to IPMASQ_VERIFY_LOG
 # (.config/molecule/testinfra/ipmasq_testbed.py); a scenario whose verify steps did not all
 # run tests fails, as when molecule finds no tests at all and says "Skipping".
-molecule: venv collection-link image
+molecule: venv collection-link image $(if $(filter neighbours,$(SCENARIOS)),managers-image)
 	@mkdir -p $(BUILD)/verify
 	@for scenario in $(SCENARIOS); do \
 		echo "=== molecule test -s $$scenario"; \
@@ -168,6 +175,6 @@ clean:
 
 clean-all: clean
 	rm -rf $(VENV)
-	@for ref in $$(podman images --filter reference=localhost/ipmasq-node --format '{{.Repository}}:{{.Tag}}'); do \
+	@for ref in $$(podman images --filter reference=localhost/ipmasq-node --filter reference=localhost/ipmasq-managers --format '{{.Repository}}:{{.Tag}}'); do \
 		podman rmi "$$ref" || echo "kept $$ref (in use)"; \
 	done
