@@ -50,40 +50,34 @@ class Site:
             self._cache[key] = read()
         return self._cache[key]
 
-    def nft_json(self):
-        """``nft -j list ruleset``, decoded (its list of items), or None where nft does not
-        work. Decoded once: the maps of 100,000 forwards make it a large text."""
+    def nft_chains(self):
+        """``nft -j list chains`` as its list of items (every chain with its hook and policy,
+        no rules: small whatever the ruleset), or None where nft does not work."""
         def read():
-            text = self.host.nft_ruleset()
-            try:
-                return None if text is None else nft.decode(text)
-            except rules.ParseError as exc:
-                raise DecisionError("nothing was changed: nft -j list ruleset: %s" % exc)
-        return self._once("nft_json", read)
+            text = self.host.nft_list("chains")
+            return None if text is None else neighbours.items_of(text)
+        return self._once("nft_chains", read)
 
     def usable(self):
         """The backends that work here, nftables first."""
-        out = ["nftables"] if self.nft_json() is not None else []
+        out = ["nftables"] if self.nft_chains() is not None else []
         if self.host.has_iptables():
             out.append("iptables")
         return out
 
     def state(self, backend):
         """Our State in ``backend``."""
-        if backend == "nftables":
-            return self._once("nftables", lambda: self.host.read(
-                "nftables", ruleset=self.nft_json()) if self.nft_json() is not None
-                else nft.empty_state())
-        return self._once("iptables", lambda: self.host.read("iptables"))
+        if backend == "nftables" and self.nft_chains() is None:
+            return nft.empty_state()
+        return self._once(backend, lambda: self.host.read(backend))
 
     def holds(self, backend):
         """Whether ``backend`` holds rules of ours. iptables is read only when it was read
-        already, or when the nft ruleset cannot tell (no nft, legacy tables here) or shows
-        our chains."""
+        already, or when nft cannot tell (no nft, legacy tables here) or shows our chains."""
         if backend == "nftables":
             return nft.has_rules(self.state("nftables"))
         if "iptables" in self._cache or self.host.legacy_families() or \
-                self.nft_json() is None or neighbours.ours_in_iptables_nft(self.nft_json()):
+                self.nft_chains() is None or neighbours.ours_in_iptables_nft(self.nft_chains()):
             if "iptables" not in self._cache and not self.host.has_iptables():
                 return False
             state = self.state("iptables")
@@ -92,21 +86,25 @@ class Site:
         return False
 
     def forward_chains(self):
-        """The foreign base chains on the forward hook, read exactly where they may drop."""
+        """The foreign base chains on the forward hook with their rules: iptables-nft's
+        FORWARD chains from iptables-save (nft -j cannot show their conntrack matches), other
+        tables from nft, legacy FORWARD chains from iptables-legacy-save."""
         def read():
-            if self.nft_json() is None:
+            if self.nft_chains() is None:
                 # no nft here: the iptables tools are all there is
                 origin = self.our_origin()
                 return [chain for family in (4, 6) for chain in
                         neighbours.chains_from_iptables_save(
                             self.host.save_filter(family), family, origin)]
-            chains = neighbours.chains_from_nft_json(self.nft_json())
-            exact = [exact for chain in chains
-                     if chain.origin == "iptables-nft" and neighbours.may_drop(chain)
-                     for exact in neighbours.chains_from_iptables_save(
-                         self.host.save_filter(chain.family, "nft"), chain.family,
-                         "iptables-nft")]
-            chains = neighbours.replace_iptables(chains, exact)
+            chains = []
+            for family, table in neighbours.forward_tables(self.nft_chains()):
+                if family in ("ip", "ip6") and table == "filter":
+                    number = 6 if family == "ip6" else 4
+                    chains.extend(neighbours.chains_from_iptables_save(
+                        self.host.save_filter(number, "nft"), number, "iptables-nft"))
+                else:
+                    chains.extend(neighbours.chains_from_nft_json(
+                        self.host.nft_list("table", family, table)))
             for family in self.host.legacy_families():
                 chains.extend(neighbours.chains_from_iptables_save(
                     self.host.save_filter(family, "legacy"), family, "iptables-legacy"))

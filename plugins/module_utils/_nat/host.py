@@ -116,12 +116,13 @@ class Host:
         return nft if backend == "nftables" else iptables
 
     # -- the neighbourhood: other tools' rules, read only (coexist.Site asks, lazily)
-    def nft_ruleset(self):
-        """``nft -j list ruleset``, or None where nft is missing or does not work."""
+    def nft_list(self, *what):
+        """``nft -j list <what>`` (``chains``, or ``table FAMILY NAME``), or None where nft is
+        missing or does not work."""
         nft_bin = self._bin("nft", required=False)
         if not nft_bin:
             return None
-        rc, out, _err = self._run([nft_bin, "-j", "list", "ruleset"])
+        rc, out, _err = self._run([nft_bin, "-j", "list"] + list(what))
         return out if rc == 0 else None
 
     def has_iptables(self):
@@ -200,11 +201,7 @@ class Host:
                 % ", ".join(sorted(iptables.address_sets(state))))
 
     # -- read
-    def read(self, backend, ruleset=None):
-        """Our State in ``backend``; with nftables, from ``ruleset`` (``nft -j list ruleset``
-        just read, decoded) when given, instead of another nft call."""
-        if backend == "nftables" and ruleset is not None:
-            return nft.parse_json(None, items=ruleset)
+    def read(self, backend):
         if backend == "nftables":
             nft_bin = self._bin("nft")
             rc, out, err = self._run([nft_bin, "-j", "list", "table", "inet", "ipmasq"])

@@ -56,14 +56,30 @@ def _manager(table, rules_and_chains):
     return None
 
 
-def _items(ruleset):
-    """``nft -j`` output as its list of items: decoded already, or text to decode."""
+def items_of(ruleset):
+    """``nft -j`` output as its list of items: decoded already, or text to decode ([] for
+    text that is not nft -j output)."""
     if isinstance(ruleset, list):
         return ruleset
     try:
-        return json.loads(ruleset or '{"nftables": []}')["nftables"]
-    except (ValueError, KeyError, TypeError):
+        items = json.loads(ruleset or '{"nftables": []}')["nftables"]
+    except (ValueError, KeyError, TypeError, RecursionError):
         return []
+    return items if isinstance(items, list) else []
+
+
+def forward_tables(ruleset):
+    """(family, table) of every table but ours with a base chain on the forward hook, from
+    ``nft -j list chains`` (or any nft -j listing)."""
+    out = []
+    for item in items_of(ruleset):
+        body = item.get("chain") if isinstance(item, dict) else None
+        if isinstance(body, dict) and body.get("hook") == "forward" and \
+                body.get("type") == "filter":
+            key = (body.get("family"), body.get("table"))
+            if key != foreign.OURS_TABLE and key not in out:
+                out.append(key)
+    return out
 
 
 def chains_from_nft_json(ruleset):
@@ -71,20 +87,17 @@ def chains_from_nft_json(ruleset):
     chains on the forward hook, ours (``table inet ipmasq``) left out. The iptables-nft
     ``FORWARD`` chains are included with origin "iptables-nft" (``replace_iptables`` gives
     them their exact iptables rules)."""
-    items = _items(ruleset)
-    bases, rules = [], {}
-    for item in items if isinstance(items, list) else ():
-        if not isinstance(item, dict) or len(item) != 1:
-            continue
-        (kind, body), = item.items()
-        if not isinstance(body, dict):
-            continue
+    items = [item[next(iter(item))] for item in items_of(ruleset)
+             if isinstance(item, dict) and len(item) == 1 and next(iter(item)) in ("chain", "rule")
+             and isinstance(item[next(iter(item))], dict)]
+    bases = [body for body in items if body.get("hook") == "forward" and
+             body.get("type") == "filter" and "chain" not in body and
+             (body.get("family"), body.get("table")) != foreign.OURS_TABLE]
+    tables = set((body.get("family"), body.get("table")) for body in bases)
+    rules = {}
+    for body in items:  # only the rules of tables with such a chain are read
         key = (body.get("family"), body.get("table"))
-        if key == foreign.OURS_TABLE:
-            continue
-        if kind == "chain" and body.get("hook") == "forward" and body.get("type") == "filter":
-            bases.append(body)
-        elif kind == "rule":
+        if "chain" in body and "expr" in body and key in tables:
             family = {"ip": 4, "ip6": 6}.get(key[0])
             rules.setdefault(key, {}).setdefault(body.get("chain"), []).append(
                 (foreign.parse_nft_json(body.get("expr"), family), _rule_text(body)))
@@ -494,7 +507,7 @@ def describe(found, backend, iptables_helps=False):
 def ours_in_iptables_nft(ruleset):
     """Whether ``nft -j list ruleset`` (text or items) shows our iptables chains (IPMASQ-*),
     which the iptables-nft backend keeps in the ip and ip6 tables."""
-    items = _items(ruleset)
+    items = items_of(ruleset)
     for item in items if isinstance(items, list) else ():
         chain = item.get("chain") if isinstance(item, dict) else None
         if isinstance(chain, dict) and chain.get("family") in ("ip", "ip6") and \

@@ -418,21 +418,10 @@ def _json_elements(elems):
     return out
 
 
-def decode(text):
-    """``nft -j`` output -> its list of items; raises ParseError."""
+def parse_json(text):
+    """``nft -j list table inet ipmasq`` (or ``list ruleset``) output -> State."""
     try:
-        return json.loads(text)["nftables"]
-    except RecursionError:
-        raise r.ParseError("not nft -j output: nested too deeply")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise r.ParseError("not nft -j output: %s" % str(exc)[:200])
-
-
-def parse_json(text, items=None):
-    """``nft -j list table inet ipmasq`` (or ``list ruleset``) output -> State; ``items``:
-    that output already decoded (``decode``), read by others too."""
-    try:
-        items = json.loads(text)["nftables"] if items is None else items
+        items = json.loads(text)["nftables"]
     except RecursionError:
         raise r.ParseError("not nft -j output: nested too deeply")
     except (ValueError, KeyError, TypeError) as exc:

@@ -71,7 +71,7 @@ class FakeHost:
         self.fail_apply = 0
         self.interfaces = {}  # {interface: [address]}, as ``ip -j addr show`` would tell
         self.tools = {"ipset"}  # installed, of the tools looked up with required=False
-        self.ruleset_json = '{"nftables": []}'  # nft -j list ruleset: the foreign chains
+        self.ruleset_json = '{"nftables": []}'  # nft -j list chains (and tables)
         self.filter_saves = {}  # {family: iptables-save -t filter text}
         self.route_table = []  # ip -j route show
         self.saves = {}  # {family: iptables-save text}, for adopt
@@ -88,13 +88,15 @@ class FakeHost:
         return None
         self.half_applied = None  # the state a failed apply left behind
 
-    def read(self, _host, backend, ruleset=None):
+    def read(self, _host, backend):
         self.calls.append(("read", backend))
         return self.states[backend]
 
     # the neighbourhood (coexist.Site): by default a host with nothing of anyone else's
-    def nft_ruleset(self, _host):
-        return self.ruleset_json
+    def nft_list(self, _host, *what):
+        if what == ("chains",):
+            return self.ruleset_json
+        return self.ruleset_json if what[0] == "table" else None
 
     def has_iptables(self, _host):
         return True
@@ -162,7 +164,7 @@ def machine(monkeypatch):
     fake = FakeHost()
     # Host methods receive the Host first; FakeHost's take it as their first argument.
     for name in ("read", "apply", "persist_changes", "write_files", "conntrack_delete",
-                 "addresses", "nft_ruleset", "has_iptables", "save_filter", "iptables_origin",
+                 "addresses", "nft_list", "has_iptables", "save_filter", "iptables_origin",
                  "routes", "iptables_save"):
         monkeypatch.setattr(host.Host, name, _delegate(fake, name))
     monkeypatch.setattr(host.Host, "legacy_families", staticmethod(lambda: []))
