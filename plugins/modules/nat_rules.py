@@ -537,7 +537,10 @@ adopted:
   type: dict
   sample:
     removed: [{family: 4, table: nat, rule: "-A POSTROUTING -s 192.168.10.0/24 -o ppp0 -j MASQUERADE"}]
-    kept: [{family: 4, rule: "-A FORWARD -p tcp -m tcp --dport 22 -j LOG", reason: "the model cannot express it: target LOG in FORWARD: the model's forward rules accept, drop or reject"}]
+    kept:
+      - family: 4
+        rule: "-A FORWARD -p tcp -m tcp --dport 22 -j LOG"
+        reason: "the model cannot express it: target LOG in FORWARD: the model's forward rules accept, drop or reject"
 foreign_forward_drop:
   description: The message of O(foreign_forward_drop=warn) when a foreign forward filter drops our traffic.
   returned: when O(foreign_forward_drop=warn) and such a filter was found

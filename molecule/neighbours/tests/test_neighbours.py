@@ -109,9 +109,8 @@ def test_the_port_forward_answers(testbed, gateway):
 def test_the_docker_published_port_still_answers(testbed):
     gateway = "neighbours-docker"
     assert "web" in testbed.host(gateway).check_output("docker ps --format '{{.Names}}'")
-    page = testbed.host(_wan(testbed)).run(
-        "curl --silent --max-time 5 http://%s:%d/" % (testbed.address(gateway, "wan"),
-                                                     DOCKER_PORT))
+    url = "http://%s:%d/" % (testbed.address(gateway, "wan"), DOCKER_PORT)
+    page = testbed.host(_wan(testbed)).run("curl --silent --max-time 5 %s" % url)
     assert page.rc == 0 and page.stdout.strip() == "docker web on %s" % gateway, page.stderr
 
 

@@ -131,14 +131,14 @@ def undo(adoption, saves_now):
             if gone.get(removal.text, 0) > 0:
                 gone[removal.text] -= 1
                 missing.append(removal)
-    return _script(missing, lambda r: "-I %s %d%s" % (r.chain, r.position,
-                                                       r.text[2 + len(r.chain) + 1:]))
+    return _script(missing, lambda r: "-I %s %d%s" % (
+        r.chain, r.position, r.text[2 + len(r.chain) + 1:]))
 
 
 def lines(adoption):
     """The removed rules for diff mode, one a line."""
-    return "".join("[hand-made %s] %s: %s\n" % (iptables.TOOLS[r.family].split("-")[0], r.table,
-                                               r.text) for r in adoption.removals)
+    return "".join("[hand-made %s] %s: %s\n" % (
+        iptables.TOOLS[r.family].split("-", 1)[0], r.table, r.text) for r in adoption.removals)
 
 
 def report(adoption):

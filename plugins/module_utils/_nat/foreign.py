@@ -449,8 +449,7 @@ class _NftReader:
 
     def _w_counter(self, word):
         if self.peek() == "packets":
-            for _ in range(4):
-                self.take()
+            self.i = min(self.i + 4, len(self.tokens))  # packets N bytes M
         elif self.peek() == "name":
             self.take()
             self.take()
@@ -479,8 +478,7 @@ class _NftReader:
             if kind == "tcp":
                 self.take()  # reset
             else:
-                while self.peek() in ("type",) or (self.peek() is not None and
-                                                    self.peek() not in _NFT_STARTS):
+                while self.peek() is not None and self.peek() not in _NFT_STARTS:
                     self.take()
 
     def _jump(self, word):

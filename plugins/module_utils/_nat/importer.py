@@ -136,20 +136,20 @@ def _net(value, what):
 def _one(values, what):
     if len(values) > 1:
         raise Cannot("matches several %s (%s): the model's entry holds one"
-                      % (what, ", ".join(values)))
+                     % (what, ", ".join(values)))
     return values[0] if values else None
 
 
 def _common_checks(rule, allowed):
     if rule.unknown:
         raise Cannot("matches or options the model has no field for: %s"
-                      % "; ".join(rule.unknown))
+                     % "; ".join(rule.unknown))
     for field, flag in (("iif", "iif_neg"), ("oif", "oif_neg"), ("saddr", "saddr_neg"),
                         ("daddr", "daddr_neg"), ("proto", "proto_neg"),
                         ("dports", "dports_neg"), ("ct_state", "ct_state_neg")):
         if getattr(rule, flag) and getattr(rule, field):
             raise Cannot("negated match on %s (%s): the model matches only what is given"
-                          % (_FIELD_WORDS[field], _show(getattr(rule, field))))
+                         % (_FIELD_WORDS[field], _show(getattr(rule, field))))
     for field in ("iif", "oif", "saddr", "daddr", "proto", "dports", "ct_state"):
         if getattr(rule, field) and field not in allowed:
             raise Cannot(_NOT_ALLOWED[field] % _show(getattr(rule, field)))
@@ -195,15 +195,15 @@ def entries(scope, rule):
     if verdict is None:
         if rule.unknown:
             raise Cannot("matches or options the model has no field for: %s"
-                          % "; ".join(rule.unknown))
+                         % "; ".join(rule.unknown))
         raise Cannot("a rule without a verdict")
     if verdict in ("jump", "goto"):
         raise Cannot("jumps to chain %s, whose rules the model cannot hold (it has no "
-                      "chains of its own)" % rule.target)
+                     "chains of its own)" % rule.target)
     if scope == "postrouting":
         if verdict not in ("masquerade", "snat"):
             raise Cannot("target %s in POSTROUTING: the model holds masquerade and SNAT "
-                          "there" % verdict.upper())
+                         "there" % verdict.upper())
         _common_checks(rule, ("oif", "saddr"))
         for key, value in rule.args:
             if key in ("random", "random_fully", "persistent", "ports"):
@@ -212,7 +212,7 @@ def entries(scope, rule):
                      "random": "--random", "persistent": "--persistent"}[key], verdict))
         if not rule.oif:
             raise Cannot("no out interface (-o): the model's %s needs out_interface"
-                          % verdict)
+                         % verdict)
         entry = {"out_interface": rule.oif}
         source = _one(rule.saddr, "sources")
         if source:
@@ -231,19 +231,19 @@ def entries(scope, rule):
     if scope == "prerouting":
         if verdict == "redirect":
             raise Cannot("REDIRECT to the gateway itself: the model has no port forward "
-                          "to the gateway's own address")
+                         "to the gateway's own address")
         if verdict != "dnat":
             raise Cannot("target %s in PREROUTING: the model holds port forwards (DNAT) "
-                          "there" % verdict.upper())
+                         "there" % verdict.upper())
         _common_checks(rule, ("iif", "saddr", "proto", "dports"))
         if not rule.iif:
             raise Cannot("DNAT without an in interface (-i): a port forward is bound to the "
-                          "interface its traffic comes in by")
+                         "interface its traffic comes in by")
         if rule.proto not in ("tcp", "udp"):
             raise Cannot("DNAT of protocol %s: port forwards are tcp or udp" % rule.proto)
         if not rule.dports:
             raise Cannot("DNAT without a port: the model's port forward has one (1:1 NAT "
-                          "of a whole address is not in the model)")
+                         "of a whole address is not in the model)")
         to = foreign.arg(rule, "to")
         if not to:
             raise Cannot("DNAT without --to-destination")
@@ -267,7 +267,7 @@ def entries(scope, rule):
     if scope == "helpers":
         if verdict != "helper":
             raise Cannot("target %s in raw PREROUTING: the model holds conntrack helpers "
-                          "there" % verdict.upper())
+                         "there" % verdict.upper())
         _common_checks(rule, ("proto", "dports"))
         port = _one(rule.dports, "ports")
         if not port:
@@ -277,7 +277,7 @@ def entries(scope, rule):
     # forward
     if verdict not in m.FORWARD_ACTIONS:
         raise Cannot("target %s in FORWARD: the model's forward rules accept, drop or "
-                      "reject" % verdict.upper())
+                     "reject" % verdict.upper())
     dnat_only = (rule.ct_dnat and not rule.ct_state) or (
         not rule.ct_dnat and rule.ct_state == frozenset(["dnat"]) and not rule.ct_state_neg)
     if dnat_only and verdict == "accept" and not any(
@@ -303,7 +303,7 @@ def entries(scope, rule):
     if rule.ct_state:
         if rule.ct_state & {"dnat", "snat"}:
             raise Cannot("matches NAT connection states (%s) in a list the model's "
-                          "ct_state cannot hold" % _show(rule.ct_state))
+                         "ct_state cannot hold" % _show(rule.ct_state))
         entry["ct_state"] = sorted(rule.ct_state)
     if rule.comment:
         entry["comment"] = rule.comment

@@ -220,7 +220,7 @@ def route_interface(routes, net, default=False):
 
 
 def _low_port(text):
-    return int(str(text).split("-")[0]) if text else None
+    return int(str(text).split("-", 1)[0]) if text else None
 
 
 def flows(ruleset, routes=None):

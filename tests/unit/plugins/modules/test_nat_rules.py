@@ -75,6 +75,7 @@ class FakeHost:
         self.filter_saves = {}  # {family: iptables-save -t filter text}
         self.route_table = []  # ip -j route show
         self.saves = {}  # {family: iptables-save text}, for adopt
+        self.half_applied = None  # the state a failed apply left behind
 
     def addresses(self, _host, interfaces):
         if interfaces:
@@ -86,7 +87,6 @@ class FakeHost:
             return "/usr/sbin/" + name
         assert not required, "the module would fail here: %s is missing" % name
         return None
-        self.half_applied = None  # the state a failed apply left behind
 
     def read(self, _host, backend):
         self.calls.append(("read", backend))
