@@ -16,10 +16,8 @@ __metaclass__ = type
 import re
 import time
 
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import adopt
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import coexist
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff
-from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import importer
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import nft
@@ -82,6 +80,8 @@ def parse_running_config(text, report=False):
     """
     codec = _own_codec(text)
     if codec is None:
+        # Imported here: every other run would compile it for nothing.
+        from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import importer
         ruleset, found = importer.import_text(text)
         return (ruleset, found) if report else ruleset
     try:
@@ -102,6 +102,11 @@ def parse_running_config(text, report=False):
         "table inet ipmasq" if codec is nft else "IPMASQ chains"),
         "read": sum(len(v) for v in ruleset.values()), "unreadable": [], "foreign": {},
         "out_of_scope": {}, "notes": []}
+
+
+def _parse_warnings(report):
+    from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import importer
+    return importer.warnings(report)
 
 
 def _no_addresses(interfaces):
@@ -141,7 +146,7 @@ def run(module):
         except (rules.ParseError, ValueError) as exc:
             return {"failed": True, "changed": False,
                     "msg": "running_config: cannot parse: %s" % exc}
-        for text in importer.warnings(found):
+        for text in _parse_warnings(found):
             module.warn(text)
         return {"changed": False, "parsed": m.ruleset_to_dict(ruleset), "parse_report": found}
     try:
@@ -239,8 +244,9 @@ def _change(module, host, decision, state, config):
         old_codec = CODECS[decision.old]
         steps.append(("old", decision.old, old_codec.render_changes(
             decision.old_have, old_codec.empty_state())))
-    adoption = None
+    adoption = adopt = None
     if p["adopt"]:
+        from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import adopt
         # Last: the hand-made rules our rules now cover go once ours are in.
         adoption = adopt.plan(dict((f, host.iptables_save(f)) for f in (4, 6)), after)
         steps.append(("adopt", "iptables", adopt.commands(adoption)))
