@@ -115,6 +115,7 @@ options:
         a firewalld policy whose target is C(ACCEPT) from the LAN's zone to the WAN's zone.
       - A match the check cannot read makes a rule uncertain; an uncertain drop is not
         reported, an uncertain accept does not count as one.
+      - O(state=deleted) is not checked; it only takes accepts away.
     type: str
     choices: [fail, warn]
     default: fail

@@ -146,7 +146,9 @@ def decide(site, requested, state_name, config, policy, warn):
     first = requested if requested != "auto" else (holders or usable)[0]
     before = _before(site, first, holders)
     after = diff.after_state(state_name, before, config)
-    chains = site.forward_chains() if not m.is_empty(after) else []
+    # A deletion takes accepts away and adds none: nothing it leaves was not there before.
+    chains = site.forward_chains() if not m.is_empty(after) and state_name != "deleted" \
+        else []
     blocked = {}
     if any(neighbours.may_drop(c) for c in chains):
         flows = neighbours.flows(after, site.routes())

@@ -628,3 +628,11 @@ def test_a_backend_switch_removes_the_old_rules_after_the_new_are_in(machine, ol
     assert "[%s] postrouting:" % old in real["diff"]["before"]
     again = run(backend=new, config=V4_CONFIG)
     assert again["changed"] is False and "backend_switch" not in again
+
+
+def test_a_deletion_is_not_held_up_by_a_foreign_forward_drop(machine):
+    machine.states["nftables"] = reparse(nft, state_of(nft, V4_CONFIG))
+    _docker_host(machine)
+    result = run(backend="nftables", state="deleted",
+                 config={"port_forwards": [{"in_interface": "ppp0", "port": 8080}]})
+    assert result["changed"] is True and "failed" not in result
