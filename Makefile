@@ -54,6 +54,9 @@ RELEASES := bookworm trixie
 # Always the checkout's recipe (a stale value in the environment would point at an old tag);
 # `make IPMASQ_IMAGE=...` still overrides it.
 export IPMASQ_IMAGE := $(shell scripts/build-image.sh --release $(IPMASQ_RELEASE) --print-ref)
+# The node image plus docker.io, ufw and firewalld, for the scenarios whose gateways share
+# their host with another firewall manager (molecule/neighbours).
+export IPMASQ_MANAGERS_IMAGE := $(shell scripts/build-managers-image.sh --print-ref)
 
 # Scenarios that `make test` runs on every release in RELEASES; the others run on IPMASQ_RELEASE.
 RELEASE_SCENARIOS := default iptables
@@ -82,7 +85,7 @@ define copy_tree
 		| tar --null --no-recursion -T - -cf - | tar -xf - -C $(1)
 endef
 
-.PHONY: help deps venv build-venv collection-link image images lint sanity core-lines \
+.PHONY: help deps venv build-venv collection-link image images managers-image lint sanity core-lines \
 	$(addprefix core-,$(CORE_LINES)) unit integration molecule molecule-releases build \
 	build-check release-check docs docs-check test preflight prerequisites lab lab-down bench \
 	clean clean-all
@@ -93,6 +96,7 @@ help:
 	@echo "make molecule     all Molecule scenarios, or one: make molecule SCENARIO=default [IPMASQ_RELEASE=trixie]"
 	@echo "make molecule-releases   $(RELEASE_SCENARIOS) on the releases other than $(IPMASQ_RELEASE) ($(RELEASES))"
 	@echo "make deps|venv|image|images|collection-link   apt packages | .venv | test image (of IPMASQ_RELEASE) | all releases' | collection symlink"
+	@echo "make managers-image  the test image with docker.io, ufw and firewalld (molecule/neighbours)"
 	@echo "make lint|sanity|unit|integration       single test layers"
 	@echo "make core-lines | core-2.NN   sanity and unit tests under ansible-core $(CORE_LINES)"
 	@echo "make build        collection tarball in .build/dist, with ansible-core alone (build-check also installs it; release-check rehearses a release)"
@@ -138,6 +142,9 @@ image: deps
 images: deps
 	@pids=(); for release in $(RELEASES); do scripts/build-image.sh --release "$$release" & pids+=($$!); done; \
 	status=0; for pid in "$${pids[@]}"; do wait "$$pid" || status=1; done; exit "$$status"
+
+managers-image: image
+	scripts/build-managers-image.sh
 
 # ANSIBLE_HOME: ansible-lint puts its own cache collections dir (default ~/.ansible/collections)
 # first on the collection path, where a stale installed copy of this collection would shadow
@@ -252,7 +259,7 @@ integration: deps venv collection-link
 # Each scenario's testinfra runs append one line per verify step to IPMASQ_VERIFY_LOG
 # (.config/molecule/testinfra/ipmasq_testbed.py); a scenario whose verify steps did not all
 # run tests fails, as when molecule finds no tests at all and says "Skipping".
-molecule: venv collection-link image
+molecule: venv collection-link image $(if $(filter neighbours,$(SCENARIOS)),managers-image)
 	@mkdir -p $(BUILD)/verify
 	@for scenario in $(SCENARIOS); do \
 		echo "=== molecule test -s $$scenario ($(IPMASQ_RELEASE))"; \
@@ -298,6 +305,6 @@ clean:
 
 clean-all: clean
 	rm -rf $(VENV)
-	@for ref in $$(podman images --filter reference=localhost/ipmasq-node --format '{{.Repository}}:{{.Tag}}'); do \
+	@for ref in $$(podman images --filter reference=localhost/ipmasq-node --filter reference=localhost/ipmasq-managers --format '{{.Repository}}:{{.Tag}}'); do \
 		podman rmi "$$ref" || echo "kept $$ref (in use)"; \
 	done

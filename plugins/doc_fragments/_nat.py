@@ -16,8 +16,13 @@ options:
   backend:
     description:
       - Which packet filter holds the rules.
-      - V(auto) uses nftables when the C(nft) command works on the host, iptables otherwise.
+      - V(auto) keeps the backend that holds our rules on the host; on a host without our
+        rules it uses nftables when the C(nft) command works there, iptables otherwise. With
+        M(ipmasq.gateway.nat_rules), a backend whose rules a foreign forward filter would
+        drop is passed over (see O(ipmasq.gateway.nat_rules#module:foreign_forward_drop)).
         With O(state=rendered) it means V(nftables).
+      - When the host holds our rules in the other backend, the run that applies this one
+        removes them there (ours only), after the new rules are in.
       - V(nftables) keeps everything in C(table inet ipmasq). V(iptables) uses the chains
         C(IPMASQ-PREROUTING), C(IPMASQ-POSTROUTING) (nat), C(IPMASQ-FORWARD) (filter) and
         C(IPMASQ-HELPERS) (raw), each reached by one jump from its built-in chain, for

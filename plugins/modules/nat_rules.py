@@ -54,12 +54,72 @@ options:
     default: merged
   running_config:
     description:
-      - With O(state=parsed), the text to read. Accepts C(iptables-save) output (rules in the
-        built-in C(PREROUTING), C(POSTROUTING) and C(FORWARD) chains count, so hand-made
-        gateways can be migrated; C(ip6tables-save) output follows a C(# ip6tables) line),
-        lines of C(iptables -t nat -A ...) commands, and C(nft -j list table inet ipmasq)
-        or C(nft list table inet ipmasq) output.
+      - With O(state=parsed), the text to read.
+      - Text that holds our own C(table inet ipmasq) or C(IPMASQ-*) chains is read as ours,
+        strictly; a rule there that the model cannot express is an error.
+      - Any other text is imported, so that a hand-made gateway can be migrated. Accepted
+        are C(iptables-save) and C(ip6tables-save) output, C(iptables -S) output, lines of
+        C(iptables) commands (also without a C(*nat) line, after C(sudo), or inside a shell
+        script), C(nft list ruleset), C(nft -f) scripts (any table; C(define), C(add rule))
+        and C(nft -j list ruleset). Read are the rules of the built-in C(PREROUTING),
+        C(POSTROUTING) (nat), C(FORWARD) (filter) and raw C(PREROUTING) chains, and of nft
+        base chains on those hooks; C(--to) abbreviations, C(-m multiport) port lists of
+        port forwards and port names such as C(ssh) are understood.
+      - The chains of other managers (Docker, kube-proxy, ufw, fail2ban, firewalld,
+        Tailscale, libvirt, LXD, OpenWrt) and the jumps to them are skipped and counted.
+        Every other rule there that the model cannot express (a C(REDIRECT), a negated
+        match, a DNAT without C(-i), C(--random-fully)...) is reported as a warning with its
+        line number and the reason, and in RV(parse_report); it does not fail the task.
+      - Only text that holds no rule, chain or table at all, or that is cut short in the
+        middle of a rule, fails. An empty result always comes with a warning saying why.
     type: str
+  adopt:
+    description:
+      - Migrate a hand-made gateway in one run. After our rules are in, the rules in the
+        built-in iptables chains (nat C(PREROUTING) and C(POSTROUTING), filter C(FORWARD),
+        raw C(PREROUTING), IPv4 and IPv6) that the rules after the run cover are removed,
+        each by its exact specification (C(iptables-restore --noflush) with C(-D)), so the
+        classic C(iptables -t nat -A POSTROUTING -s LAN -o ppp0 -j MASQUERADE) setup moves
+        into our chains without a gap in traffic and without duplicates.
+      - A rule counts as covered when O(state=parsed) would read it as entries that the
+        ruleset after the run holds, comments aside. Rules of other managers (Docker,
+        ufw...) are never removed. Every other rule there stays and is reported, with the
+        reason, in RV(adopted) and as a warning.
+      - Check mode and diff mode show the removals (the last C(# iptables-restore) part of
+        RV(commands), C([hand-made ...]) lines in the diff). If a step fails, the removed
+        rules are put back at their places before our rules are restored.
+      - Refused together with O(rollback_timeout) when it would remove rules, because the
+        rollback timer restores only our own rules.
+      - Works with either backend; hand-made native nft tables are not adopted.
+    type: bool
+    default: false
+  foreign_forward_drop:
+    description:
+      - What to do when a foreign base chain on the forward hook would drop traffic that our
+        rules accept. Every base chain there gets a say, so Docker's and ufw's iptables
+        C(FORWARD) chain with policy DROP, or firewalld's C(filter_FORWARD), drop what
+        C(table inet ipmasq) accepted. Before it changes anything, the module reads those
+        chains (nft tables, the iptables-nft and legacy C(FORWARD) chains) and walks the
+        traffic of the rules after the run through them (masquerade and SNAT both ways,
+        port forwards and their replies, accepting forward rules).
+      - V(fail) fails before any change, naming each chain, its policy or the rule that
+        drops, the traffic, and the ways out. With O(backend=auto) the module first passes
+        over to a backend that works on that host. The iptables backend's jump decides
+        inside the iptables C(FORWARD) chain, after C(DOCKER-USER) and ufw's chains, so a
+        Docker or ufw C(FORWARD) policy DROP does not stop it (and a DROP an admin put in
+        C(DOCKER-USER) still does).
+      - V(warn) applies anyway and warns with the same message; the result holds it in
+        RV(foreign_forward_drop). Use it when a rule the check cannot read (an ipset, a
+        mark) lets the traffic through.
+      - Ways out, besides the iptables backend, are accept rules in C(DOCKER-USER); ufw's
+        C(DEFAULT_FORWARD_POLICY="ACCEPT") in C(/etc/default/ufw), or C(ufw route allow);
+        a firewalld policy whose target is C(ACCEPT) from the LAN's zone to the WAN's zone.
+      - A match the check cannot read makes a rule uncertain; an uncertain drop is not
+        reported, an uncertain accept does not count as one.
+      - O(state=deleted) is not checked; it only takes accepts away.
+    type: str
+    choices: [fail, warn]
+    default: fail
   conntrack_flush:
     description:
       - V(affected) deletes the connection-tracking entries of port forwards that were
@@ -376,6 +436,12 @@ EXAMPLES = r"""
       COMMIT
   register: migrated
 
+- name: Adopt a hand-made gateway - our rules in, the hand-typed ones they cover out, one run
+  ipmasq.gateway.nat_rules:
+    state: merged
+    adopt: true
+    config: "{{ migrated.parsed }}"
+
 - name: Change the forwards with a way back - undone unless the host is still reachable
   ipmasq.gateway.nat_rules:
     state: replaced
@@ -447,6 +513,8 @@ commands:
     - The exact script applied (C(nft -f) input, or C(iptables-restore --noflush) input
       whose parts start with a C(# iptables-restore) or C(# ip6tables-restore) line).
       Empty when nothing changes. In check mode, what a real run would apply.
+    - When a run changes both backends (a switch), the nftables part starts with a
+      C(# nft -f) line.
   returned: when O(state) is merged, replaced, overridden or deleted
   type: list
   elements: str
@@ -500,6 +568,50 @@ parsed:
   description: O(running_config) as rules, by kind.
   returned: when O(state=parsed)
   type: dict
+parse_report:
+  description:
+    - What O(state=parsed) read and left out of O(running_config).
+    - C(format) (V(iptables), V(nft), V(nft -j), or our own table or chains), C(read) (rules
+      read), C(unreadable) (each rule the model cannot express, with C(line), C(rule) and
+      C(reason)), C(foreign) (rules of other managers skipped, by manager, with their
+      chains), C(out_of_scope) (rules in chains the model does not cover, by chain) and
+      C(notes) (policies, duplicates, why the result is empty).
+  returned: when O(state=parsed)
+  type: dict
+  sample:
+    format: iptables
+    read: 2
+    unreadable:
+      - {line: 9, rule: "-A PREROUTING -i eth1 -p tcp --dport 80 -j REDIRECT --to-ports 3128",
+         reason: "REDIRECT to the gateway itself: the model has no port forward to the gateway's own address"}
+    foreign: {Docker: {rules: 12, chains: [DOCKER, DOCKER-USER]}}
+    out_of_scope: {filter INPUT: 5}
+    notes: []
+backend_switch:
+  description:
+    - Present when the host held our rules in the other backend. They are removed there in
+      the same run, after the rules of this backend are in (the last part of RV(commands)).
+    - C(from) and C(to) name the backends, C(removed) lists the removed rules.
+  returned: when the run switches backends
+  type: dict
+  sample: {from: iptables, to: nftables, removed: ["postrouting: -s 192.168.10.0/24 -o ppp0 -j MASQUERADE"]}
+adopted:
+  description:
+    - With O(adopt=true), C(removed) lists the hand-made rules the run removed (or would
+      remove, in check mode), each with C(family), C(table) and C(rule) as C(iptables-save)
+      prints it; C(kept) the rules of those chains that stay, with the C(reason).
+  returned: when O(adopt=true) and O(state) changes rules
+  type: dict
+  sample:
+    removed: [{family: 4, table: nat, rule: "-A POSTROUTING -s 192.168.10.0/24 -o ppp0 -j MASQUERADE"}]
+    kept:
+      - family: 4
+        rule: "-A FORWARD -p tcp -m tcp --dport 22 -j LOG"
+        reason: "the model cannot express it: target LOG in FORWARD: the model's forward rules accept, drop or reject"
+foreign_forward_drop:
+  description: The message of O(foreign_forward_drop=warn) when a foreign forward filter drops our traffic.
+  returned: when O(foreign_forward_drop=warn) and such a filter was found
+  type: str
 diff:
   description: The owned ruleset before and after, one rule per line (diff mode).
   returned: when diff mode is on and O(state) changes rules

@@ -23,6 +23,7 @@ TOOLS = {
     "ip6tables-save": "iptables",
     "iptables-restore": "iptables",
     "ip6tables-restore": "iptables",
+    "iptables-legacy": "iptables",  # test_neighbours: a legacy FORWARD chain beside nftables
     "conntrack": "conntrack",
     "ipset": "ipset",
 }

@@ -69,6 +69,8 @@ ARGUMENT_SPEC = {
     "rollback_timeout": {"type": "int", "default": 0},
     "confirm": {"type": "bool", "default": True},
     "confirm_token": {"type": "str", "no_log": False},  # an identifier, not a secret
+    "foreign_forward_drop": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
+    "adopt": {"type": "bool", "default": False},
 }
 
 # What AnsibleModule gets: ``config`` as a plain dict. The entries are validated (types,

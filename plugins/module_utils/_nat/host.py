@@ -120,6 +120,69 @@ class Host:
     def codec(self, backend):
         return nft if backend == "nftables" else iptables
 
+    # -- the neighbourhood: other tools' rules, read only (coexist.Site asks, lazily)
+    def nft_list(self, *what):
+        """``nft -j list <what>`` (``chains``, or ``table FAMILY NAME``), or None where nft is
+        missing or does not work."""
+        nft_bin = self._bin("nft", required=False)
+        if not nft_bin:
+            return None
+        rc, out, _err = self._run([nft_bin, "-j", "list"] + list(what))
+        return out if rc == 0 else None
+
+    def has_iptables(self):
+        return bool(self._bin("iptables-restore", required=False))
+
+    def save_filter(self, family, variant=None):
+        """``iptables-save -t filter`` of one family (``variant`` "nft" or "legacy" picks
+        that tool where it exists), or None."""
+        base = "ip6tables" if family == 6 else "iptables"
+        names = {"nft": [base + "-nft-save", base + "-save"],
+                 "legacy": [base + "-legacy-save"]}.get(variant, [base + "-save"])
+        for name in names:
+            path = self._bin(name, required=False)
+            if path:
+                rc, out, _err = self._run([path, "-t", "filter"])
+                return out if rc == 0 else None
+        return None
+
+    @staticmethod
+    def legacy_families():
+        """The families whose legacy (x_tables) filter table exists in this namespace."""
+        out = []
+        for family, name in ((4, "ip_tables_names"), (6, "ip6_tables_names")):
+            text = _read(os.path.join("/proc/net", name))
+            if text and "filter" in text.split():
+                out.append(family)
+        return out
+
+    def iptables_save(self, family):
+        """The whole ``iptables-save`` (or ``ip6tables-save``) output, "" without the tool."""
+        path = self._bin("ip6tables-save" if family == 6 else "iptables-save", required=False)
+        return self._must([path]) if path else ""
+
+    def iptables_origin(self):
+        """"iptables-nft" or "iptables-legacy": where iptables-restore puts its rules."""
+        path = self._bin("iptables", required=False)
+        if not path:
+            return None
+        rc, out, err = self._run([path, "-V"])
+        return "iptables-nft" if "nf_tables" in out + err else "iptables-legacy"
+
+    def routes(self):
+        """The main routing table of both families (``ip -j route``), for the interfaces
+        behind our networks."""
+        out = []
+        for flag in ("-4", "-6"):
+            rc, text, _err = self._run([self._bin("ip"), "-j", flag, "route", "show", "table",
+                                        "main"])
+            if rc == 0:
+                try:
+                    out.extend(json.loads(text or "[]"))
+                except ValueError:
+                    pass
+        return out
+
     # -- interface addresses (hairpin sets)
     def addresses(self, interfaces):
         """{interface: addresses of global scope} for ``interfaces``; an interface that does
@@ -232,6 +295,9 @@ class Host:
         """The paths whose content differs from ``files``."""
         changed = []
         for path, content in sorted(files.items()):
+            if content is None:
+                changed.append(path)  # stale_persist_files lists only files that exist
+                continue
             try:
                 with open(path) as handle:
                     if handle.read() == content:
@@ -242,9 +308,23 @@ class Host:
         return changed
 
     def write_files(self, files, paths):
-        """Write each path atomically: a power loss leaves the old file or the new one."""
+        """Write each path atomically: a power loss leaves the old file or the new one. A
+        path whose content is None is removed (the other backend's file after a switch)."""
         for path in paths:
-            self.write_file(path, files[path], 0o640, dir_mode=0o750)
+            if files[path] is None:
+                self.remove_file(path)
+            else:
+                self.write_file(path, files[path], 0o640, dir_mode=0o750)
+
+    @staticmethod
+    def stale_persist_files(backend):
+        """{path: None} for the files the other backend persisted: the boot unit loads one
+        backend, and our rules now live in ``backend``."""
+        other = "iptables" if backend == "nftables" else "nftables"
+        names = list(PERSIST_FILES[other].values()) + (
+            [PERSIST_IPSET] if other == "iptables" else [])
+        return dict((os.path.join(PERSIST_DIR, name), None) for name in names
+                    if os.path.exists(os.path.join(PERSIST_DIR, name)))
 
     @staticmethod
     def write_file(path, content, mode, dir_mode=0o755):
@@ -439,23 +519,26 @@ class Host:
             if outcome and outcome != "restored":
                 shutil.rmtree(os.path.join(self._pending_root(), token), ignore_errors=True)
 
-    def arm_rollback(self, backend, previous, seconds, files):
+    def arm_rollback(self, backend, previous, seconds, files, others=()):
         """Start a detached timer that, after ``seconds``, brings our rules back to
-        ``previous`` (a State read under the lock) unless the change is confirmed first.
+        ``previous`` (a State read under the lock) unless the change is confirmed first;
+        ``others``: [(backend, State)] of the other backend too, when a switch changes both.
 
         The timer is a child of this run: it lives in the same network namespace and does
-        not depend on the Ansible connection. ``files`` (path: content) are written when
-        the change is confirmed. Returns the token.
+        not depend on the Ansible connection. ``files`` (path: content, None to remove) are
+        written when the change is confirmed. Returns the token.
         """
-        snapshot = self.snapshot(backend) if backend == "nftables" else None
+        jobs = [(b, state, self.snapshot(b) if b == "nftables" else None)
+                for b, state in [(backend, previous)] + list(others)]
         token = "%d-%s" % (os.getpid(), binascii.hexlify(os.urandom(6)).decode())
         folder = os.path.join(self._pending_root(), token)
         os.makedirs(folder, 0o700)
         _write(os.path.join(folder, "deadline"), "%.3f" % (time.time() + seconds))
         _write(os.path.join(folder, "persist.json"), json.dumps(files))
-        for tool in TOOLS[backend]:
-            self._bin(tool, required=False)
-        pid = self._detach(seconds, lambda: self._fire(backend, folder, previous, snapshot))
+        for job_backend, _state, _snapshot in jobs:
+            for tool in TOOLS[job_backend]:
+                self._bin(tool, required=False)
+        pid = self._detach(seconds, lambda: self._fire(folder, jobs))
         _write(os.path.join(folder, "pid"), str(pid))
         return token
 
@@ -469,20 +552,25 @@ class Host:
             raise HostError("nft list table inet ipmasq failed: %s" % err.strip())
         return out
 
-    def _fire(self, backend, folder, previous, snapshot):
-        """The timer's work: restore and check, under the lock, unless confirmed meanwhile."""
+    def _fire(self, folder, jobs):
+        """The timer's work: restore and check, under the lock, unless confirmed meanwhile.
+        ``jobs``: [(backend, previous State, nft snapshot text or None)]."""
         outcome_path = os.path.join(folder, "outcome")
         try:
             with self.lock(timeout=120):
                 if not os.path.isdir(folder) or os.path.exists(outcome_path):
                     return  # confirmed (the folder is gone) or already done
-                if backend == "nftables":
-                    script = "table inet ipmasq {}\ndelete table inet ipmasq\n" + (snapshot or "")
-                    self._must([self._bin("nft"), "-f", "-"], script, "nft -f (rollback)")
-                else:
-                    self.restore(backend, previous)
-                if not same_rules(backend, self.read(backend), previous):
-                    raise HostError("our rules after the rollback differ from the saved ones")
+                for backend, previous, snapshot in jobs:
+                    if backend == "nftables":
+                        script = "table inet ipmasq {}\ndelete table inet ipmasq\n" + (
+                            snapshot or "")
+                        self._must([self._bin("nft"), "-f", "-"], script, "nft -f (rollback)")
+                    else:
+                        self.restore(backend, previous)
+                for backend, previous, _snapshot in jobs:
+                    if not same_rules(backend, self.read(backend), previous):
+                        raise HostError("our %s rules after the rollback differ from the saved "
+                                        "ones" % backend)
                 _write(outcome_path, "restored")
         except Exception as exc:  # pylint: disable=broad-except
             if os.path.isdir(folder) and not os.path.exists(outcome_path):

@@ -13,8 +13,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import time
 
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import coexist
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
@@ -55,18 +57,35 @@ def change_lines(lines_before, lines_after, written):
             + ["~ write " + path for path in written])
 
 
-def parse_running_config(text):
-    """Text from any supported source -> ruleset. Raises rules.ParseError."""
+_OURS_NFT = re.compile(r"\btable\s+inet\s+ipmasq\b")
+
+
+def _own_codec(text):
+    """The codec of our own table or chains when the text holds them, else None."""
     stripped = text.lstrip()
+    if stripped.startswith("{"):
+        return nft if '"ipmasq"' in text else None
+    if _OURS_NFT.search(text):
+        return nft
+    return iptables if "IPMASQ-" in text else None
+
+
+def parse_running_config(text, report=False):
+    """Text from any supported source -> ruleset, or (ruleset, report) with ``report``.
+
+    Text that holds our own table or chains is read as ours, strictly: a rule there that
+    the model cannot express is an error. Any other text is imported (importer.py): the
+    rules the model cannot express and those of other managers are reported, not fatal.
+    Raises rules.ParseError.
+    """
+    codec = _own_codec(text)
+    if codec is None:
+        # Imported here: every other run would compile it for nothing.
+        from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import importer
+        ruleset, found = importer.import_text(text)
+        return (ruleset, found) if report else ruleset
     try:
-        if stripped.startswith("{") or stripped.startswith("table "):
-            codec, state = nft, nft.parse(text)
-        else:
-            # Our own chains when the text has them; otherwise the built-in chains of a
-            # hand-made gateway (which then must hold nothing but NAT/forward rules).
-            codec, state = iptables, iptables.parse(text)
-            if not any(state.present.values()):
-                state = iptables.parse(text, builtins=True)
+        state = codec.parse(text)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, rules.ParseError):
             raise
@@ -76,17 +95,32 @@ def parse_running_config(text):
     if foreign:
         raise rules.ParseError("cannot express these rules in the model: %s" % "; ".join(
             x.comment if x.verdict == "unknown" else codec.rule_text(x) for x in foreign))
-    return ruleset
+    if not report:
+        return ruleset
+    return ruleset, {"format": "%s (our own %s)" % (
+        "nftables" if codec is nft else "iptables",
+        "table inet ipmasq" if codec is nft else "IPMASQ chains"),
+        "read": sum(len(v) for v in ruleset.values()), "unreadable": [], "foreign": {},
+        "out_of_scope": {}, "notes": []}
+
+
+def _parse_warnings(report):
+    from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import importer
+    return importer.warnings(report)
 
 
 def _no_addresses(interfaces):
     return {}
 
 
-def plan_change(codec, state_name, have_state, config, addresses_of=_no_addresses):
+def plan_change(codec, state_name, have_state, config, addresses_of=_no_addresses,
+                before=None):
     """(before ruleset, after ruleset, want State, commands); pure but for
-    ``addresses_of(interfaces)``, which gives {interface: addresses} for the hairpin sets."""
-    before, _foreign = read_model(codec, have_state)
+    ``addresses_of(interfaces)``, which gives {interface: addresses} for the hairpin sets.
+    ``before``: our ruleset when it is not the one ``have_state`` holds (a backend switch
+    carries the rules of the other backend over)."""
+    if before is None:
+        before, _foreign = read_model(codec, have_state)
     after = diff.after_state(state_name, before, config)
     want = want_state(codec, after, addresses_of(rules.hairpin_interfaces(after)))
     return before, after, want, codec.render_changes(have_state, want)
@@ -108,11 +142,13 @@ def run(module):
 
     if state == "parsed":
         try:
-            return {"changed": False, "parsed": m.ruleset_to_dict(
-                parse_running_config(p["running_config"]))}
+            ruleset, found = parse_running_config(p["running_config"], report=True)
         except (rules.ParseError, ValueError) as exc:
             return {"failed": True, "changed": False,
                     "msg": "running_config: cannot parse: %s" % exc}
+        for text in _parse_warnings(found):
+            module.warn(text)
+        return {"changed": False, "parsed": m.ruleset_to_dict(ruleset), "parse_report": found}
     try:
         if state == "rendered":
             backend = "iptables" if p["backend"] == "iptables" else "nftables"
@@ -122,22 +158,25 @@ def run(module):
             return {"changed": False, "backend": backend, "rendered": text.splitlines()}
 
         host = Host(module)
-        backend = host.resolve_backend(p["backend"])
-        codec = CODECS[backend]
-        if state == "deleted" and not host.has_backend(backend):
+        if state == "deleted" and p["backend"] != "auto" and not host.has_backend(p["backend"]):
             # Without its tools a backend holds no rules of ours: nothing to delete.
             empty = m.empty_ruleset()
-            return {"changed": False, "backend": backend, "commands": [], "persisted": [],
+            return {"changed": False, "backend": p["backend"], "commands": [], "persisted": [],
                     "summary": diff.summary(empty, empty), "persist_files": {},
                     "conntrack_deleted": []}
         with host.lock():
-            have_state = host.read(backend)
+            site = coexist.Site(host)
             if state == "gathered":
-                return {"changed": False, "backend": backend,
-                        "gathered": m.ruleset_to_dict(read_model(codec, have_state)[0])}
-            return _change(module, host, backend, codec, state, have_state, config)
+                backend = coexist.resolve(site, p["backend"])
+                return {"changed": False, "backend": backend, "gathered": m.ruleset_to_dict(
+                    read_model(CODECS[backend], site.state(backend))[0])}
+            decision = coexist.decide(site, p["backend"], state, config,
+                                      p["foreign_forward_drop"], module.warn)
+            return _change(module, host, decision, state, config)
     except rules.RenderError as exc:
         return {"failed": True, "changed": False, "msg": "nothing was changed: %s" % exc}
+    except coexist.DecisionError as exc:
+        return {"failed": True, "changed": False, "msg": str(exc)}
     except HostError as exc:
         return {"failed": True, "changed": False, "msg": str(exc)}
 
@@ -189,8 +228,22 @@ def missing_interface_warnings(uses, missing):
     return out
 
 
-def _change(module, host, backend, codec, state, have_state, config):
+def _steps_text(steps):
+    """The commands of every step as one list: alone as they are, several each under the
+    line that names its tool (iptables parts carry theirs already)."""
+    steps = [(backend, commands) for _kind, backend, commands in steps if commands]
+    if len(steps) == 1:
+        return list(steps[0][1])
+    out = []
+    for backend, commands in steps:
+        out.extend((["# nft -f"] if backend == "nftables" else []) + list(commands))
+    return out
+
+
+def _change(module, host, decision, state, config):
     p = module.params
+    backend, have_state = decision.backend, decision.have
+    codec = CODECS[backend]
     if state != "deleted":
         uses = m.interface_uses(p["config"])
         for text in missing_interface_warnings(uses, host.missing_interfaces(sorted(uses))):
@@ -206,30 +259,63 @@ def _change(module, host, backend, codec, state, have_state, config):
             "rollback fires in %ds): confirm it with confirm_token, or let it roll back, "
             "before changing the rules again" % (waiting[0], max(0, waiting[1] - time.time())))}
     before, after, want, commands = plan_change(codec, state, have_state, config,
-                                                host.addresses)
+                                                host.addresses, before=decision.before)
     host.require_tools(backend, want)
+    # A switch: the other backend's rules go, after ours are in (steps run in order).
+    steps = [("ours", backend, commands)]
+    if decision.old:
+        old_codec = CODECS[decision.old]
+        steps.append(("old", decision.old, old_codec.render_changes(
+            decision.old_have, old_codec.empty_state())))
+    adoption = adopt = None
+    if p["adopt"]:
+        from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import adopt
+        # Last: the hand-made rules our rules now cover go once ours are in.
+        adoption = adopt.plan(dict((f, host.iptables_save(f)) for f in (4, 6)), after)
+        steps.append(("adopt", "iptables", adopt.commands(adoption)))
+        for item in adoption.kept:
+            module.warn("adopt: kept %s (%s)" % (item["rule"], item["reason"]))
+        if adoption.removals and p["rollback_timeout"]:
+            return {"failed": True, "changed": False, "msg": (
+                "adopt: nothing was changed: removing the %d hand-made rules that the config "
+                "covers cannot be undone by the rollback timer, which restores only our own "
+                "rules; adopt without rollback_timeout" % len(adoption.removals))}
     boot = host.persist_files(backend, want) if p["persist"] else {}
     files = dict(boot.values())
+    if p["persist"]:
+        files.update(host.stale_persist_files(backend))
     to_write = host.persist_changes(files)
     flush = diff.conntrack_filters(before, after) \
         if p["conntrack_flush"] == "affected" and commands else []
+    all_commands = _steps_text(steps)
     result = {
-        "changed": bool(commands or to_write), "backend": backend, "commands": commands,
-        "summary": diff.summary(before, after), "persisted": to_write,
+        "changed": bool(all_commands or to_write), "backend": backend,
+        "commands": all_commands, "summary": diff.summary(before, after),
+        "persisted": to_write,
         "persist_files": dict((key, path) for key, (path, _text) in boot.items()),
         "conntrack_deleted": [" ".join(f) for f in flush],
     }
+    if decision.old:
+        result["backend_switch"] = {
+            "from": decision.old, "to": backend,
+            "removed": ruleset_lines(CODECS[decision.old], decision.old_have).splitlines()}
+    if decision.problem:
+        result["foreign_forward_drop"] = decision.problem
+    if adoption is not None:
+        result["adopted"] = adopt.report(adoption)
     # The whole rulesets only when they tell something (a change, or diff mode asked for
     # them): at 10,000 forwards they are 1 MB each, which AnsibleModule and the controller
     # would walk, encode and decode on every no-change run. ``summary`` has the counts.
     if result["changed"] or module._diff:
         result.update(before=m.ruleset_to_dict(before), after=m.ruleset_to_dict(after))
     if result["changed"]:
-        lines_before, lines_after = ruleset_lines(codec, have_state), ruleset_lines(codec, want)
+        lines_before = ruleset_lines(codec, have_state) + _other_lines(decision) + (
+            adopt.lines(adoption) if adoption else "")
+        lines_after = ruleset_lines(codec, want)
         result["changes"] = change_lines(lines_before, lines_after, to_write)
         if module._diff:
             result["diff"] = {"before": lines_before, "after": lines_after,
-                              "before_header": "%s (owned rules)" % backend,
+                              "before_header": "%s (owned rules)" % _owners(decision),
                               "after_header": "%s (owned rules)" % backend}
     if waiting:
         module.warn("a change made with rollback_timeout is waiting for confirmation (token "
@@ -237,18 +323,31 @@ def _change(module, host, backend, codec, state, have_state, config):
     if module.check_mode:
         return result
     token = None
-    if p["rollback_timeout"] and commands:
+    previous = dict([(backend, have_state)] + ([(decision.old, decision.old_have)]
+                                               if decision.old else []))
+    if p["rollback_timeout"] and all_commands:
         # The way back, armed before the change: it fires unless confirmed in time. The
         # files to persist wait for the confirmation.
         token = host.arm_rollback(backend, have_state, p["rollback_timeout"],
-                                  dict((path, files[path]) for path in to_write))
+                                  dict((path, files[path]) for path in to_write),
+                                  others=[(b, s) for b, s in previous.items() if b != backend])
+    touched = []
     try:
-        host.apply(backend, commands)
+        for step in steps:
+            touched.append(step)
+            host.apply(step[1], step[2])
     except HostError as exc:
         try:
             if token:
                 host.disarm(token)  # the previous rules are restored here, not by the timer
-            host.restore(backend, have_state)
+            # Backwards: the hand-made rules come back before ours go, so traffic never
+            # meets a gap.
+            for kind, step_backend, _commands in reversed(touched):
+                if kind == "adopt":
+                    host.apply("iptables", adopt.undo(adoption, dict(
+                        (f, host.iptables_save(f)) for f in (4, 6))))
+                else:
+                    host.restore(step_backend, previous[step_backend])
         except HostError as again:
             exc = HostError("%s; restoring the previous rules also failed: %s" % (exc, again))
         result.update(failed=True, changed=False,
@@ -261,3 +360,15 @@ def _change(module, host, backend, codec, state, have_state, config):
         host.forget_failed_rollbacks()
     result["conntrack_deleted"] = host.conntrack_delete(flush)
     return result
+
+
+def _other_lines(decision):
+    """The other backend's rules of ours, marked, for the diff: a switch removes them."""
+    if not decision.old:
+        return ""
+    return "".join("[%s] %s\n" % (decision.old, line) for line in ruleset_lines(
+        CODECS[decision.old], decision.old_have).splitlines())
+
+
+def _owners(decision):
+    return "%s and %s" % (decision.backend, decision.old) if decision.old else decision.backend

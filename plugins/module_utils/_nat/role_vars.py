@@ -37,6 +37,7 @@ VARIABLES = (
     "ipmasq_port_forwards", "ipmasq_inbound_policy", "ipmasq_ipv6_forwarding",
     "ipmasq_conntrack_max", "ipmasq_conntrack_timeouts", "ipmasq_helpers",
     "ipmasq_rollback_timeout", "ipmasq_conntrack_flush", "ipmasq_persist", "ipmasq_wan_input",
+    "ipmasq_foreign_forward_drop", "ipmasq_adopt",
 )
 # The variables a role cannot do without (no silent ppp0 or 192.168.10.0/24).
 REQUIRED = {

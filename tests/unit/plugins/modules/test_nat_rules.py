@@ -72,6 +72,10 @@ class FakeHost:
         # installed, of the tools looked up with required=False
         self.tools = {"ipset", "nft", "iptables-save"}
         self.absent_interfaces = set()  # the interfaces /sys/class/net does not show
+        self.ruleset_json = '{"nftables": []}'  # nft -j list chains (and tables)
+        self.filter_saves = {}  # {family: iptables-save -t filter text}
+        self.route_table = []  # ip -j route show
+        self.saves = {}  # {family: iptables-save text}, for adopt
         self.half_applied = None  # the state a failed apply left behind
 
     def addresses(self, _host, interfaces):
@@ -92,6 +96,34 @@ class FakeHost:
         self.calls.append(("read", backend))
         return self.states[backend]
 
+    # the neighbourhood (coexist.Site): by default a host with nothing of anyone else's
+    def nft_list(self, _host, *what):
+        if what == ("chains",):
+            return self.ruleset_json
+        return self.ruleset_json if what[0] == "table" else None
+
+    def has_iptables(self, _host):
+        return True
+
+    def save_filter(self, _host, family, variant=None):
+        return self.filter_saves.get(family)
+
+    def iptables_origin(self, _host):
+        return "iptables-nft"
+
+    def iptables_save(self, _host, family):
+        return self.saves.get(family, "")
+
+    def routes(self, _host):
+        return self.route_table
+
+    def stale_persist_files(self, backend):
+        other = "iptables" if backend == "nftables" else "nftables"
+        names = list(host.PERSIST_FILES[other].values()) + (
+            [host.PERSIST_IPSET] if other == "iptables" else [])
+        return dict((path, None) for path in self.files
+                    if path.rsplit("/", 1)[-1] in names)
+
     def apply(self, _host, backend, commands):
         self.calls.append(("apply", backend, list(commands)))
         codec = CODECS[backend]
@@ -110,7 +142,11 @@ class FakeHost:
 
     def write_files(self, _host, files, paths):
         self.calls.append(("write_files", sorted(paths)))
-        self.files.update((path, files[path]) for path in paths)
+        for path in paths:
+            if files[path] is None:
+                self.files.pop(path, None)
+            else:
+                self.files[path] = files[path]
 
     def conntrack_delete(self, _host, filters):
         self.calls.append(("conntrack_delete", [list(f) for f in filters]))
@@ -132,8 +168,11 @@ def machine(monkeypatch):
     fake = FakeHost()
     # Host methods receive the Host first; FakeHost's take it as their first argument.
     for name in ("read", "apply", "persist_changes", "write_files", "conntrack_delete",
-                 "addresses"):
+                 "addresses", "nft_list", "has_iptables", "save_filter", "iptables_origin",
+                 "routes", "iptables_save"):
         monkeypatch.setattr(host.Host, name, _delegate(fake, name))
+    monkeypatch.setattr(host.Host, "legacy_families", staticmethod(lambda: []))
+    monkeypatch.setattr(host.Host, "stale_persist_files", staticmethod(fake.stale_persist_files))
     monkeypatch.setattr(host.Host, "_bin", _delegate(fake, "bin_path"))
     monkeypatch.setattr(host.Host, "missing_interfaces", staticmethod(fake.missing_interfaces))
     monkeypatch.setattr(host.Host, "lock", lambda self, timeout=60: contextlib.nullcontext())
@@ -167,15 +206,27 @@ def test_rendered_returns_the_full_script_without_a_host(no_host, backend, codec
 
 def test_parsed_reads_running_config_without_a_host(no_host):
     result = run(state="parsed", running_config=fixture_text("gateway.nft.json"))
-    assert result == {"changed": False,
-                      "parsed": model.ruleset_to_dict(ruleset_of(fixture_config("gateway")))}
+    assert result["changed"] is False and set(result) == {"changed", "parsed", "parse_report"}
+    assert result["parsed"] == model.ruleset_to_dict(ruleset_of(fixture_config("gateway")))
+    assert result["parse_report"]["unreadable"] == []
 
 
 def test_parsed_bad_text_fails_cleanly(no_host):
-    result = run(state="parsed", running_config="*nat\n-A POSTROUTING -o ppp0 -j LOG\nCOMMIT\n")
+    result = run(state="parsed", running_config="*nat\n-A POSTROUTING -o ppp0 -j\nCOMMIT\n")
     assert result["failed"] is True and result["changed"] is False
     assert result["msg"].startswith("running_config: cannot parse:")
-    assert "-j LOG" in result["msg"]
+    assert "line 2" in result["msg"] and "-j" in result["msg"]
+
+
+def test_parsed_warns_about_a_rule_it_cannot_express(no_host):
+    module = FakeModule(state="parsed",
+                        running_config="*nat\n-A POSTROUTING -o ppp0 -j LOG\nCOMMIT\n")
+    result = plan.run(module)
+    assert result.get("failed") is not True
+    assert result["parse_report"]["unreadable"] == [{
+        "line": 2, "rule": "-A POSTROUTING -o ppp0 -j LOG",
+        "reason": "target LOG in POSTROUTING: the model holds masquerade and SNAT there"}]
+    assert any(w.startswith("running_config line 2: not read") for w in module.warnings)
 
 
 def test_rendered_then_parsed_is_the_config(no_host):
@@ -523,3 +574,93 @@ def test_documentation_matches_the_argument_spec():
 def test_documented_helpers_are_the_ones_the_model_accepts():
     text = _doc_options()["config"]["suboptions"]["helpers"]["suboptions"]["helper"]["description"]
     assert re.findall(r"V\(([^)]+)\)", text) == sorted(model.HELPER_PROTOCOLS)
+
+
+# ---------------------------------------------------------------- other managers, switches
+
+DOCKER_FILTER = ("*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n"
+                 "-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n")
+DOCKER_NFT = json.dumps({"nftables": [
+    {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "type": "filter",
+               "hook": "forward", "prio": 0, "policy": "drop"}},
+    {"chain": {"family": "ip", "table": "filter", "name": "DOCKER-USER"}},
+    {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD",
+              "expr": [{"jump": {"target": "DOCKER-USER"}}]}}]})
+V4_CONFIG = {"masquerade": [CONFIG["masquerade"][0]],
+             "port_forwards": [CONFIG["port_forwards"][0]]}
+
+
+def _docker_host(machine):
+    machine.ruleset_json = DOCKER_NFT
+    machine.filter_saves = {4: DOCKER_FILTER}
+    machine.route_table = [{"dst": "192.168.10.0/24", "dev": "lan0"}]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_nftables_under_a_forward_drop_fails_before_any_change(machine, check_mode):
+    _docker_host(machine)
+    result = run(backend="nftables", config=V4_CONFIG, check_mode=check_mode)
+    assert result["failed"] is True and result["changed"] is False
+    assert "table ip filter chain FORWARD (Docker) drops it by its policy (drop)" in result["msg"]
+    assert "DOCKER-USER -i lan0 -o ppp0 -j ACCEPT" in result["msg"]
+    assert machine.changing_calls() == []
+
+
+def test_warn_goes_ahead_and_says_so(machine):
+    _docker_host(machine)
+    module = FakeModule(backend="nftables", config=V4_CONFIG, foreign_forward_drop="warn")
+    result = plan.run(module)
+    assert result["changed"] is True and result["backend"] == "nftables"
+    assert result["foreign_forward_drop"] in module.warnings
+
+
+def test_auto_takes_the_iptables_backend_under_dockers_forward_drop(machine):
+    _docker_host(machine)
+    result = run(backend="auto", config=V4_CONFIG)
+    assert result["backend"] == "iptables" and "foreign_forward_drop" not in result
+    assert [c[1] for c in machine.calls if c[0] == "apply"] == ["iptables"]
+
+
+def test_auto_keeps_the_backend_that_holds_our_rules(machine):
+    machine.states["iptables"] = reparse(iptables, state_of(iptables, V4_CONFIG))
+    machine.ruleset_json = json.dumps({"nftables": [
+        {"chain": {"family": "ip", "table": "nat", "name": "IPMASQ-POSTROUTING"}}]})
+    result = run(backend="auto", config=V4_CONFIG, persist=False)
+    assert result["backend"] == "iptables" and result["changed"] is False
+
+
+@pytest.mark.parametrize("old, new", [("iptables", "nftables"), ("nftables", "iptables")])
+def test_a_backend_switch_removes_the_old_rules_after_the_new_are_in(machine, old, new):
+    machine.states[old] = reparse(CODECS[old], state_of(CODECS[old], V4_CONFIG))
+    if old == "iptables":
+        machine.ruleset_json = json.dumps({"nftables": [
+            {"chain": {"family": "ip", "table": "nat", "name": "IPMASQ-POSTROUTING"}}]})
+    machine.files = {"/etc/ipmasq/" + name: "old\n" for name in
+                     host.PERSIST_FILES[old].values()}
+    checked = run(backend=new, config=V4_CONFIG, check_mode=True, diff=True)
+    assert machine.changing_calls() == []
+    real = run(backend=new, config=V4_CONFIG, diff=True)
+    assert checked == real
+    assert real["backend_switch"]["from"] == old and real["backend_switch"]["to"] == new
+    assert real["summary"]["masquerade"] == {"added": 0, "removed": 0, "unchanged": 1}
+    applies = [c[1] for c in machine.calls if c[0] == "apply"]
+    assert applies == [new, old]
+    assert machine.states[old] == CODECS[old].empty_state() or \
+        not any(machine.states[old].present.values())
+    assert model.ruleset_to_dict(plan.read_model(CODECS[new], machine.states[new])[0]) == \
+        model.ruleset_to_dict(ruleset_of(V4_CONFIG))
+    # the old backend's boot files go with its rules
+    assert not any(path.endswith(tuple(host.PERSIST_FILES[old].values()))
+                   for path in machine.files)
+    assert any(line.startswith("- [%s] postrouting:" % old) for line in real["changes"])
+    assert "[%s] postrouting:" % old in real["diff"]["before"]
+    again = run(backend=new, config=V4_CONFIG)
+    assert again["changed"] is False and "backend_switch" not in again
+
+
+def test_a_deletion_is_not_held_up_by_a_foreign_forward_drop(machine):
+    machine.states["nftables"] = reparse(nft, state_of(nft, V4_CONFIG))
+    _docker_host(machine)
+    result = run(backend="nftables", state="deleted",
+                 config={"port_forwards": [{"in_interface": "ppp0", "port": 8080}]})
+    assert result["changed"] is True and "failed" not in result

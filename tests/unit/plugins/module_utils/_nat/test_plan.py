@@ -110,39 +110,59 @@ def test_iptables_save_of_both_families_with_the_marker_line(name):
     assert plan.parse_running_config(text) == ruleset_of(fixture_config(name))
 
 
-def test_hand_made_gateway_with_foreign_builtin_rules_is_refused():
-    """Without IPMASQ chains the built-in chains are migrated, and a rule the model cannot
-    hold is named instead of dropped."""
+def test_hand_made_gateway_beside_docker_reads_the_admins_rules_only():
+    """Without IPMASQ chains the built-in chains are migrated; Docker's masquerade is
+    Docker's, skipped and counted, never taken as ours."""
     text = ("*nat\n-A POSTROUTING -s 192.168.0.0/24 -o ppp0 -j MASQUERADE\n"
             "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\nCOMMIT\n")
-    with pytest.raises(rules.ParseError) as info:
-        plan.parse_running_config(text)
-    assert "172.17.0.0/16" in str(info.value)
+    parsed, report = plan.parse_running_config(text, report=True)
+    assert parsed == ruleset_of({"masquerade": [{"source": "192.168.0.0/24",
+                                                 "out_interface": "ppp0"}]})
+    assert report["foreign"] == {"Docker": {"rules": 1, "chains": []}}
+    assert report["unreadable"] == []
 
 
 @pytest.mark.parametrize("text, part", [
-    ("iptables -t nat -A POSTROUTING -o ppp0 -j LOG\n", "-j LOG"),
+    ("iptables -t nat -A POSTROUTING -o ppp0 -j LOG\n", "target LOG"),
     ("*nat\n-A PREROUTING -i ppp0 -p tcp --dport 80 -j REDIRECT --to-ports 3128\nCOMMIT\n",
      "REDIRECT"),
-    ("*filter\n-A FORWARD -m limit --limit 3/min -j ACCEPT\nCOMMIT\n", "limit"),
-    ("table inet ipmasq {\n\tchain forward {\n\t\tmeta mark 0x1 accept\n\t}\n}\n", "meta mark"),
+    ("*filter\n-A FORWARD -m limit --limit 3/min -j ACCEPT\nCOMMIT\n", "--limit"),
 ])
-def test_rules_the_model_cannot_express_are_refused_by_name(text, part):
+def test_foreign_rules_the_model_cannot_express_are_reported_by_line(text, part):
+    parsed, report = plan.parse_running_config(text, report=True)
+    assert model.is_empty(parsed)
+    item, = report["unreadable"]
+    assert part in item["reason"] + item["rule"] and item["line"] in (1, 2)
+    assert any("no entry to migrate" in note for note in report["notes"])
+
+
+def test_a_rule_in_our_own_table_the_model_cannot_express_is_an_error():
+    text = "table inet ipmasq {\n\tchain forward {\n\t\tmeta mark 0x1 accept\n\t}\n}\n"
     with pytest.raises(rules.ParseError) as info:
         plan.parse_running_config(text)
-    assert part in str(info.value)
+    assert "meta mark" in str(info.value)
 
 
 @pytest.mark.parametrize("text", [
-    "iptables -P FORWARD DROP\n",
     "echo 1 > /proc/sys/net/ipv4/ip_forward\n",
-    "sudo iptables -t nat -A POSTROUTING -o ppp0 -j MASQUERADE\n",
     "*nat\n-A POSTROUTING -o ppp0 -j MASQUERADE --comment 'unclosed\nCOMMIT\n",
     '{"nftables": ',
 ])
 def test_text_that_is_no_ruleset_raises_parse_error(text):
     with pytest.raises(rules.ParseError):
         plan.parse_running_config(text)
+
+
+def test_a_policy_alone_gives_an_empty_result_that_says_why():
+    parsed, report = plan.parse_running_config("iptables -P FORWARD DROP\n", report=True)
+    assert model.is_empty(parsed)
+    assert any("FORWARD policy is DROP" in note for note in report["notes"])
+    assert any("no entry to migrate" in note for note in report["notes"])
+
+
+def test_sudo_before_the_command_is_read():
+    assert plan.parse_running_config("sudo iptables -t nat -A POSTROUTING -o ppp0 -j MASQUERADE\n") \
+        == ruleset_of({"masquerade": [{"out_interface": "ppp0"}]})
 
 
 def test_iptables_save_with_counters_reads_like_without():
