@@ -315,6 +315,15 @@ notes:
   - An interface named in O(config) that does not exist on the host gets a warning, not an
     error (a PPP or VPN link may come up later); the rules that name it match nothing
     until it does.
+  - Every interface field also takes a pattern, a name that ends in C(+) (iptables'
+    spelling), for links that come and go. C(ppp+) matches C(ppp0), C(ppp1) and every
+    other interface whose name starts with C(ppp); nftables gets C(ppp*). The rules match
+    by name at every packet, so masquerade out of C(ppp+) keeps working when the link comes
+    up after the rules were applied, and when it gets another address. Only a C(+) at the
+    end is a pattern; C(*), C(?) or a C(+) elsewhere are refused.
+  - Port forwards on a pattern are rules of their own in C(prerouting) (the nftables maps
+    hold one interface per element). O(config.port_forwards[].hairpin) is refused on a
+    pattern, since it needs the addresses of one interface.
   - On iptables-legacy hosts the C(--test) check of C(iptables-restore) is strong; on
     iptables-nft hosts the kernel is the final check, and a rejected transaction still
     changes nothing.

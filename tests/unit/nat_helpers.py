@@ -70,10 +70,13 @@ def fixture_addresses(name):
 
 IFNAMES = ("eth0", "eth1", "ppp0", "wan0", "eth0.10", "br-lan", "wg_0", "veth1-2")
 _IF_FIRST = string.ascii_letters + string.digits + "_"
-ifnames = st.one_of(
+_ifnames = st.one_of(
     st.sampled_from(IFNAMES),
     st.builds(lambda first, rest: first + rest, st.sampled_from(_IF_FIRST),
               st.text(_IF_FIRST + ".-", max_size=model.IFNAME_MAX - 1)))
+# and patterns: every interface whose name starts so ("ppp+", nft "ppp*")
+ifnames = st.one_of(_ifnames, st.sampled_from(("ppp+", "wg+", "eth0.+")),
+                    _ifnames.filter(lambda n: len(n) < model.IFNAME_MAX).map(lambda n: n + "+"))
 
 # Every character the model takes: no double quote or backslash, no control or line
 # separator characters (the model refuses those).
@@ -164,7 +167,7 @@ def port_forward_entries(draw):
         entry["to_port"] = to_port
     if draw(st.booleans()):
         entry["source"] = draw(NETS[fam])
-    if draw(st.booleans()):
+    if draw(st.booleans()) and not model.is_pattern(entry["in_interface"]):
         entry["hairpin"] = True
     comment = draw(comments)
     if comment:

@@ -31,6 +31,9 @@ ECHO_MAX = 100  # an error message shows at most this much of a bad value
 # The kernel refuses ':' and '/' in interface names (dev_valid_name); "eth0:1" is an
 # address label, which no packet ever carries as its interface.
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+# An interface field may also name every interface that starts with a prefix, iptables'
+# spelling: "ppp+" (nftables: "ppp*"), for links that come and go (PPP, WireGuard, VPNs).
+IFPATTERN_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\+\Z")
 CT_STATES = ("new", "established", "related", "invalid", "untracked")
 FORWARD_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
 FORWARD_ACTIONS = ("accept", "drop", "reject")
@@ -132,6 +135,11 @@ def _bool(where, field, value):
         _fail(where, field, value, "must be true or false")
 
 
+def is_pattern(interface):
+    """Whether an interface field names a pattern ("ppp+") rather than one interface."""
+    return isinstance(interface, str) and interface.endswith("+")
+
+
 def _interface(where, field, value, required=False):
     if _absent(where, field, value, required):
         return None
@@ -140,10 +148,14 @@ def _interface(where, field, value, required=False):
         _fail(where, field, value, "must be an interface name")
     if len(value) > IFNAME_MAX:
         _fail(where, field, value, "is longer than %d characters" % IFNAME_MAX)
-    if not IFNAME_RE.match(value) or value in (".", ".."):  # \Z: no trailing newline
+    if value == "+":
+        _fail(where, field, value, "a pattern needs the start of the names it matches, "
+              "as in ppp+ (omit the field to match every interface)")
+    if not (IFNAME_RE.match(value) or IFPATTERN_RE.match(value)) \
+            or value in (".", ".."):  # \Z: no trailing newline
         _fail(where, field, value,
-              "may contain only letters, digits and _ . - (no spaces, quotes, ':', '/' "
-              "or wildcards)")
+              "may contain only letters, digits and _ . - (no spaces, quotes, ':' or '/'), "
+              "and a pattern only a + at the end (ppp+)")
     return value
 
 
@@ -324,6 +336,9 @@ def _build_port_forward(where, raw, partial):
     source = _network(where, "source", raw.get("source"))
     hairpin = _bool(where, "hairpin", _get(raw, "hairpin", False))
     comment = _comment(where, raw.get("comment"))
+    if hairpin and is_pattern(in_if):
+        _fail(where, "hairpin", raw.get("hairpin"), "needs the addresses of one interface, "
+              "but in_interface %s is a pattern: name the interface" % in_if)
     _same_family(where, [("to_address", to_addr), ("source", source)])
     if to_port is not None:
         (lo, hi), (tlo, thi) = parse_ports(port), parse_ports(to_port)

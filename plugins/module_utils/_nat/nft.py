@@ -131,6 +131,16 @@ def _q(text):
     return '"%s"' % text
 
 
+def _ifname(name):
+    """An interface as nft matches it: a pattern "ppp+" is "ppp*" there."""
+    return _q(name[:-1] + "*" if name.endswith("+") else name)
+
+
+def _ifname_in(name):
+    """The interface of a rule read from nft: "ppp*" is our pattern "ppp+"."""
+    return name[:-1] + "+" if isinstance(name, str) and name.endswith("*") else name
+
+
 def _addr(family_kw, field, value):
     """nft prints a host route as the bare address."""
     host = "/128" if family_kw == "ip6" else "/32"
@@ -154,7 +164,7 @@ def rule_text(rule):
     fam = "ip6" if r.rule_family(rule) == 6 else "ip"
     out = []
     if rule.iif:
-        out.append("iifname %s%s" % ("!= " if rule.iif_neg else "", _q(rule.iif)))
+        out.append("iifname %s%s" % ("!= " if rule.iif_neg else "", _ifname(rule.iif)))
     if rule.saddr:
         out.append(_addr(fam, "saddr", rule.saddr))
     if rule.daddr:
@@ -162,7 +172,7 @@ def rule_text(rule):
     if rule.local_if:
         out.append("%s daddr @%s" % (fam, set_name(4 if fam == "ip" else 6, rule.local_if)))
     if rule.oif:
-        out.append("oifname %s" % _q(rule.oif))
+        out.append("oifname %s" % _ifname(rule.oif))
     if rule.local_dst:
         out.append("fib daddr type local")
     if rule.proto and rule.dport:
@@ -336,7 +346,7 @@ def _json_rule(chain, expr, comment):
                 name = "iif" if left["meta"]["key"] == "iifname" else "oif"
                 if neg and name == "oif":
                     raise _Unknown(stmt)
-                f[name], f["iif_neg"] = right, neg or f.get("iif_neg", False)
+                f[name], f["iif_neg"] = _ifname_in(right), neg or f.get("iif_neg", False)
             elif "meta" in left and left["meta"]["key"] == "l4proto" and not neg:
                 f["proto"] = _L4PROTO_IN.get(right, right)
             elif "payload" in left and left["payload"]["field"] in ("saddr", "daddr") and not neg:
@@ -467,7 +477,7 @@ def _text_rule(chain, tokens):
             neg = value == "!="
             if neg:
                 value = take()[0]
-            f["iif" if tok == "iifname" else "oif"] = value
+            f["iif" if tok == "iifname" else "oif"] = _ifname_in(value)
             if neg:
                 f["iif_neg"] = True
         elif tok in ("ip", "ip6"):

@@ -81,8 +81,11 @@ class RenderError(ValueError):
 # a quote, '%', ';', '{') could end a token, a rule or a line of the script.
 _NET = re.compile(r"^[0-9A-Fa-f.:]+/[0-9]{1,3}\Z")
 _PORTS = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?\Z")
+# An interface, or a pattern with its + only at the end ("ppp+"), 15 characters at most.
+_IFACE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}\Z|^[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}\+\Z"
+                    % (m.IFNAME_MAX - 1, m.IFNAME_MAX - 2))
 _TOKENS = {
-    "iif": m.IFNAME_RE, "oif": m.IFNAME_RE,
+    "iif": _IFACE, "oif": _IFACE,
     # it names a set as well: the interface name rules, and their length, strictly
     "local_if": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}\Z" % (m.IFNAME_MAX - 1)),
     "saddr": _NET, "daddr": _NET,
@@ -271,8 +274,8 @@ def lookup_entry(pf):
     """A port forward as a lookup entry, ``(iif, proto, port), (to_addr, to_port, comment)``,
     or None. A DNAT on one port from any source is decided by those three fields alone, so a
     backend may keep such forwards in a keyed table (nft maps) instead of a rule each."""
-    if pf.source is not None or not pf.port.isdigit():
-        return None
+    if pf.source is not None or not pf.port.isdigit() or m.is_pattern(pf.in_interface):
+        return None  # (a map key matches one interface name exactly, never a pattern)
     return (pf.in_interface, pf.protocol, pf.port), (pf.to_address, pf.to_port, pf.comment)
 
 

@@ -82,8 +82,20 @@ INVALID = [
     pytest.param(snat(out_interface="eth/0"), "snat[0].out_interface", "eth/0", id="ifname-slash"),
     pytest.param(masq(out_interface="eth*"), "masquerade[0].out_interface", "eth*",
                  id="ifname-wildcard"),
-    pytest.param(masq(out_interface="eth+"), "masquerade[0].out_interface", "eth+",
-                 id="ifname-iptables-wildcard"),
+    pytest.param(masq(out_interface="+"), "masquerade[0].out_interface", "+",
+                 id="ifname-pattern-alone"),
+    pytest.param(masq(out_interface="p+p"), "masquerade[0].out_interface", "p+p",
+                 id="ifname-pattern-plus-inside"),
+    pytest.param(masq(out_interface="ppp++"), "masquerade[0].out_interface", "ppp++",
+                 id="ifname-pattern-two-plus"),
+    pytest.param(masq(out_interface="ppp?"), "masquerade[0].out_interface", "ppp?",
+                 id="ifname-pattern-question-mark"),
+    pytest.param(fwd(in_interface="p*p+"), "forward[0].in_interface", "p*p+",
+                 id="ifname-pattern-star-inside"),
+    pytest.param(masq(out_interface="abcdefghijklmn++"[:15] + "+"), "masquerade[0].out_interface",
+                 "abcdefghijklmn++"[:15] + "+", id="ifname-pattern-16-chars"),
+    pytest.param(pf(in_interface="ppp+", hairpin=True), "port_forwards[0].hairpin", True,
+                 id="hairpin-on-a-pattern"),
     pytest.param(masq(out_interface=".."), "masquerade[0].out_interface", "..", id="ifname-dotdot"),
     pytest.param(masq(out_interface=None), "masquerade[0].out_interface", None,
                  id="ifname-missing"),
@@ -316,6 +328,18 @@ def test_ports_that_do_not_overlap_are_accepted(entries):
 ])
 def test_comment_refuses_every_control_character(comment):
     assert _error(masq(comment=comment)).startswith("masquerade[0].comment:")
+
+
+@pytest.mark.parametrize("config, kind, field", [
+    (masq(out_interface="ppp+"), "masquerade", "out_interface"),
+    (pf(in_interface="wg+"), "port_forwards", "in_interface"),
+    (fwd(in_interface="ppp+", out_interface="eth0.+"), "forward", "out_interface"),
+    (inp(in_interface="ppp+"), "input", "in_interface"),
+])
+def test_interface_patterns_are_accepted(config, kind, field):
+    entry = model.build_config(config)[kind][0]
+    assert getattr(entry, field).endswith("+")
+    assert model.is_pattern(getattr(entry, field))
 
 
 def test_interface_with_trailing_newline_is_refused():
