@@ -116,6 +116,9 @@ def run(module):
     try:
         if state == "rendered":
             backend = "iptables" if p["backend"] == "iptables" else "nftables"
+            refused = _refused(backend, config)
+            if refused:
+                return refused
             ruleset = m.empty_ruleset()
             ruleset.update(config)
             text = CODECS[backend].render_full(want_state(CODECS[backend], ruleset))
@@ -124,6 +127,9 @@ def run(module):
         host = Host(module)
         backend = host.resolve_backend(p["backend"])
         codec = CODECS[backend]
+        refused = _refused(backend, config) if state not in ("gathered", "deleted") else None
+        if refused:
+            return refused
         if state == "deleted" and not host.has_backend(backend):
             # Without its tools a backend holds no rules of ours: nothing to delete.
             empty = m.empty_ruleset()
@@ -140,6 +146,15 @@ def run(module):
         return {"failed": True, "changed": False, "msg": "nothing was changed: %s" % exc}
     except HostError as exc:
         return {"failed": True, "changed": False, "msg": str(exc)}
+
+
+def _refused(backend, config):
+    """The result for a config the backend cannot apply (before any change), or None."""
+    why = iptables.unsupported(config) if backend == "iptables" else None
+    if why:
+        return {"failed": True, "changed": False, "backend": backend,
+                "msg": "invalid config for the %s backend: %s" % (backend, why)}
+    return None
 
 
 def _confirm(host, token, confirm):
