@@ -623,6 +623,26 @@ def build_config(config, partial=False):
     return out
 
 
+def check_ruleset(ruleset):
+    """The checks across entries, on a whole ruleset (the one a merged or replaced run
+    leaves: the entries given and the ones on the host together). Errors name an entry by
+    its identity, since it may not be one the user gave."""
+    def where(kind, entry):
+        return "%s (%s)" % (kind, ", ".join(
+            "%s %s" % (name, value) for name, value in zip(
+                _identity_text(kind).replace(" and ", ", ").split(", "),
+                identity(kind, entry)) if value is not None))
+    placed = dict((kind, [(e, where(kind, e)) for e in ruleset.get(kind, ())])
+                  for kind in ("masquerade", "snat"))
+    _check_timeouts_per_source(placed)
+    for kind, fields in (("static_nat", (("internal", False), ("external", True))),
+                         ("npt", (("internal", True), ("external", True)))):
+        entries = list(ruleset.get(kind, ()))
+        for field, same_interface in fields:
+            _check_network_overlap(entries, [where(kind, e) for e in entries], field,
+                                   same_interface)
+
+
 def _check_network_overlap(entries, wheres, field, same_interface):
     """Two entries must not map overlapping ``field`` networks (on one interface, with
     ``same_interface``): one host would have two mappings."""

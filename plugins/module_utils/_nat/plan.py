@@ -88,6 +88,7 @@ def plan_change(codec, state_name, have_state, config, addresses_of=_no_addresse
     ``addresses_of(interfaces)``, which gives {interface: addresses} for the hairpin sets."""
     before, _foreign = read_model(codec, have_state)
     after = diff.after_state(state_name, before, config)
+    m.check_ruleset(after)  # raises ConfigError, e.g. merged timeouts that disagree
     want = want_state(codec, after, addresses_of(rules.hairpin_interfaces(after)))
     return before, after, want, codec.render_changes(have_state, want)
 
@@ -144,6 +145,10 @@ def run(module):
             return _change(module, host, backend, codec, state, have_state, config)
     except rules.RenderError as exc:
         return {"failed": True, "changed": False, "msg": "nothing was changed: %s" % exc}
+    except m.ConfigError as exc:
+        return {"failed": True, "changed": False,
+                "msg": "invalid config together with the rules on the host, nothing was "
+                       "changed: %s" % exc}
     except HostError as exc:
         return {"failed": True, "changed": False, "msg": str(exc)}
 

@@ -535,15 +535,20 @@ def from_rules(chains, lookups=None):
     implied = set(_npt_rules(e)[2] for e in out["npt"])
     if out["static_nat"] or out["port_forwards"]:
         implied.add(DNAT_ACCEPT)
-    forward = list(chains.get("forward", ()))
-    while forward and _LIMIT_ONLY(forward[0]) and forward[0].ct_count and \
-            forward[0].verdict in m.LIMIT_ACTIONS and forward[0].saddr and \
-            forward[0].ct_state == ("new",) and forward[0].proto in (None, "tcp", "udp"):
-        rule = forward.pop(0)
-        out["connection_limits"].append(m.ConnectionLimit(
-            rule.saddr, int(rule.ct_count), rule.proto or "any", rule.verdict))
-    while forward and forward[0] in implied:  # the rules the kinds above bring, in front
-        implied.discard(forward.pop(0))
+    forward = []
+    for rule in chains.get("forward", ()):
+        if rule.ct_count and _LIMIT_ONLY(rule) and rule.verdict in m.LIMIT_ACTIONS and \
+                rule.saddr and rule.ct_state == ("new",) and rule.proto in (None, "tcp", "udp"):
+            out["connection_limits"].append(m.ConnectionLimit(
+                rule.saddr, int(rule.ct_count), rule.proto or "any", rule.verdict))
+        else:
+            forward.append(rule)
+    # the rules the kinds above bring, in front of the user's (iptables keeps the families
+    # apart, so a family's rules may come first when the chains are merged back)
+    for rule in list(forward):
+        if rule in implied:
+            implied.discard(rule)
+            forward.remove(rule)
     for rule in forward:
         if rule.verdict in m.FORWARD_ACTIONS and _FWD_ONLY(rule):
             out["forward"].append(m.Forward(
