@@ -147,10 +147,11 @@ options:
                 object was made (M(ipmasq.gateway.nat_kernel)'s C(conntrack_timeouts)).
               - nftables only, as C(ct timeout) objects of C(table inet ipmasq) (named
                 C(ipmasq4u_<hash>), the policy in their comment) that the chain
-                C(helpers) sets. The iptables backend refuses them, naming the entry; its
-                CT target needs timeout objects made with the C(nfct) tool, which the
-                module does not manage. A connection that gets a helper
-                (O(config.helpers)) keeps the global timeouts on iptables.
+                C(helpers) sets. The iptables backend refuses them, naming the entry. Its
+                CT target needs timeout objects made with the C(nfct) tool, and
+                C(iptables-save) lists only the first 4 characters of such an object's
+                name (iptables 1.8.9, nft and legacy), so the module could not read back
+                which timeouts a rule sets.
             type: dict
       snat:
         description:
@@ -205,10 +206,11 @@ options:
                 object was made (M(ipmasq.gateway.nat_kernel)'s C(conntrack_timeouts)).
               - nftables only, as C(ct timeout) objects of C(table inet ipmasq) (named
                 C(ipmasq4u_<hash>), the policy in their comment) that the chain
-                C(helpers) sets. The iptables backend refuses them, naming the entry; its
-                CT target needs timeout objects made with the C(nfct) tool, which the
-                module does not manage. A connection that gets a helper
-                (O(config.helpers)) keeps the global timeouts on iptables.
+                C(helpers) sets. The iptables backend refuses them, naming the entry. Its
+                CT target needs timeout objects made with the C(nfct) tool, and
+                C(iptables-save) lists only the first 4 characters of such an object's
+                name (iptables 1.8.9, nft and legacy), so the module could not read back
+                which timeouts a rule sets.
             type: dict
       port_forwards:
         description:
@@ -382,7 +384,10 @@ options:
           - The external address must reach the gateway, routed to it or held by its
             interface; the module adds no address.
           - Its rules come first in C(prerouting), so for its external address it takes
-            every port, ahead of O(config.port_forwards) on the same interface.
+            every port, ahead of O(config.port_forwards) on the same interface. Port
+            forwards publish the addresses of their interface, so a static NAT whose external
+            address is one the interface holds, where port forwards arrive too, is refused
+            (the module reads the addresses at every run, as for hairpin).
           - Rendered as C(dnat ip prefix to) / C(snat ip prefix to) in nftables, and as
             C(NETMAP) in iptables (a single address as a /32 or /128 prefix).
           - Identity is (interface, external). Two entries whose internal addresses overlap

@@ -159,10 +159,13 @@ def rule_args(rule):
     return out
 
 
+# Checked with iptables 1.8.9 (nft and legacy): "-j CT --timeout ipmasq4u_..." is listed
+# by iptables-save as "--timeout ipma", so the rules could not be read back.
 UNSUPPORTED_TIMEOUTS = (
     "the iptables backend cannot set per-rule timeouts (its CT target needs a timeout "
-    "policy object made with nfct, which the module does not manage); use the nftables "
-    "backend, or the global conntrack timeouts")
+    "object made with nfct, and iptables-save lists only the first 4 characters of that "
+    "object's name, so the module could not read back which timeouts a rule sets); use "
+    "the nftables backend, or the global conntrack timeouts")
 
 
 def unsupported(config):

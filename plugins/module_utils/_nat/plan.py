@@ -89,7 +89,11 @@ def plan_change(codec, state_name, have_state, config, addresses_of=_no_addresse
     before, _foreign = read_model(codec, have_state)
     after = diff.after_state(state_name, before, config)
     m.check_ruleset(after)  # raises ConfigError, e.g. merged timeouts that disagree
-    want = want_state(codec, after, addresses_of(rules.hairpin_interfaces(after)))
+    hairpin = rules.hairpin_interfaces(after)
+    published = rules.static_forward_interfaces(after)
+    addresses = addresses_of(sorted(set(hairpin) | set(published)))
+    rules.check_static_addresses(after, addresses)
+    want = want_state(codec, after, dict((name, addresses.get(name, ())) for name in hairpin))
     return before, after, want, codec.render_changes(have_state, want)
 
 

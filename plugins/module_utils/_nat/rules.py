@@ -238,6 +238,36 @@ def hairpin_interfaces(ruleset):
                       if pf.hairpin))
 
 
+def static_forward_interfaces(ruleset):
+    """The interfaces that have both a static NAT and port forwards (patterns aside)."""
+    forwarded = set(pf.in_interface for pf in ruleset.get("port_forwards", ()))
+    return sorted(set(e.interface for e in ruleset.get("static_nat", ())
+                      if e.interface in forwarded and not m.is_pattern(e.interface)))
+
+
+def check_static_addresses(ruleset, addresses):
+    """Refuse a static NAT whose external address is one its interface holds while port
+    forwards use that interface: the static NAT would take every port of the address the
+    forwards publish (and the gateway's own services on it). ``addresses``: {interface:
+    addresses}, as ``global_addresses`` reads them. Raises model.ConfigError."""
+    for entry in ruleset.get("static_nat", ()):
+        forwards = [pf for pf in ruleset.get("port_forwards", ())
+                    if pf.in_interface == entry.interface]
+        external = ipaddress.ip_network(_as_network(entry.external))
+        held = [a for a in addresses.get(entry.interface, ()) if m.family_of(a) ==
+                external.version and ipaddress.ip_address(a) in external]
+        if forwards and held:
+            pf = forwards[0]
+            raise m.ConfigError(
+                "static_nat (interface %s, external %s).external: %s is an address of %s, "
+                "where port_forwards (in_interface %s, protocol %s, port %s) forwards "
+                "%s/%s too; a static NAT takes every port of its external address, so give "
+                "it an address the port forwards do not use (got %s)" % (
+                    entry.interface, entry.external, held[0], entry.interface,
+                    pf.in_interface, pf.protocol, pf.port, pf.protocol, pf.port,
+                    m.echo(entry.external)))
+
+
 def address_sets(chains, addresses=None):
     """{(family, interface): frozenset of addresses} for every (family, interface) that a
     rule of ``chains`` matches with ``local_if``. ``addresses`` ({interface: addresses}, as

@@ -200,3 +200,22 @@ def test_a_merged_entry_that_disagrees_with_the_host_is_refused(machine):
     assert result["failed"] is True and result["changed"] is False
     assert "timeouts: differs from" in result["msg"] and "192.168.10.0/24" in result["msg"]
     assert [c for c in machine.calls if c[0] == "apply"] == []
+
+
+@pytest.mark.parametrize("backend", sorted(CODECS))
+def test_a_static_nat_on_an_address_the_port_forwards_use_is_refused(machine, backend):
+    """Port forwards publish their interface's addresses; a static NAT of one of them
+    would take every port of it."""
+    machine.interfaces = {"ppp0": ["203.0.113.10", "2001:db8::1"]}
+    config = {"static_nat": NEW["static_nat"][:1],
+              "port_forwards": [{"in_interface": "ppp0", "port": 8080,
+                                 "to_address": "192.168.10.5"}]}
+    result = run(backend=backend, config=copy.deepcopy(config))
+    assert result["failed"] is True and result["changed"] is False
+    assert "static_nat (interface ppp0, external 203.0.113.10).external: 203.0.113.10 is an " \
+        "address of ppp0, where port_forwards (in_interface ppp0, protocol tcp, port 8080)" \
+        in result["msg"], result["msg"]
+    assert [c for c in machine.calls if c[0] == "apply"] == []
+    # another address of the interface, or no port forward there: fine
+    machine.interfaces = {"ppp0": ["198.51.100.7"]}
+    assert run(backend=backend, config=copy.deepcopy(config))["changed"] is True
