@@ -434,9 +434,11 @@ options:
             C(IPMASQ-NPT-OUT) and C(IPMASQ-NPT-IN)), stateless and checksum-neutral, as
             RFC 6296 describes, so it changes the interface identifier too (C(fd00:1::10)
             leaves as another address of C(2001:db8:1::/64), the same every time).
-            Connection tracking sees the inside address going out and the outside one
-            coming back, so replies are new connections to it, which the forward accept above
-            lets them in.
+            As that documentation requires, the translated flows are kept out of
+            connection tracking (C(-j CT --notrack) in the C(raw) chain C(IPMASQ-HELPERS))
+            for traffic from the internal prefix and for traffic to the external prefix
+            arriving by the interface; rules on connection states (C(ct state)) do not
+            apply to it, and the forward accept above lets the replies in.
           - Identity is (interface, internal).
         type: list
         elements: dict

@@ -42,6 +42,7 @@ TABLES = ("raw", "mangle", "nat", "filter")
 FAMILIES = (4, 6)
 TOOLS = {4: "iptables-restore", 6: "ip6tables-restore"}
 LOOKUPS = False  # no lookup tables: every forward is a rule (see rules.to_rules)
+STATELESS_NPT = True  # SNPT/DNPT translate without conntrack: their flows go untracked
 _BY_NAME = dict((v[1], k) for k, v in CHAINS.items())
 _BUILTIN = dict(((v[0], v[2]), k) for k, v in CHAINS.items())
 # ``iptables-save -c`` puts the packet and byte counters in front of each rule
@@ -150,6 +151,8 @@ def rule_args(rule):
         out += ["-j", "DNAT", "--to-destination", _nat_target(rule.to_addr, rule.to_port)]
     elif rule.verdict == "helper":
         out += ["-j", "CT", "--helper", rule.helper]
+    elif rule.verdict == "notrack":
+        out += ["-j", "CT", "--notrack"]
     elif rule.verdict == "timeout":
         raise r.RenderError("refusing to render timeouts for iptables: " + UNSUPPORTED_TIMEOUTS)
     elif rule.verdict == "reject":
@@ -420,6 +423,10 @@ def parse_rule(chain, args):
             f["to_addr"], f["to_port"] = _to_target(val)
         elif opt == "--helper":
             f["helper"] = val
+        elif opt == "--notrack" and f.get("verdict") == "helper":
+            f["verdict"] = "notrack"
+            i -= 1  # it takes no value
+            continue
         elif opt == "--reject-with":
             pass
         elif opt in ("-c", "--set-counters"):

@@ -29,7 +29,9 @@ CODECS = {"nftables": nft, "iptables": iptables}
 def want_state(codec, ruleset, addresses=None):
     """A ruleset -> the backend State that holds it (forwards in lookup tables if it has
     any; hairpin sets filled with ``addresses``, {interface: addresses}, empty without)."""
-    return codec.layout(*rules.to_rules(ruleset, lookups=codec.LOOKUPS), addresses=addresses)
+    return codec.layout(*rules.to_rules(ruleset, lookups=codec.LOOKUPS,
+                                        stateless_npt=getattr(codec, "STATELESS_NPT", False)),
+                        addresses=addresses)
 
 
 def read_model(codec, state):

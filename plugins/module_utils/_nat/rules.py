@@ -109,7 +109,7 @@ _TOKENS = {
     "to_addr": re.compile(r"^[0-9A-Fa-f.:]+(-[0-9A-Fa-f.:]+|/[0-9]{1,3})?\Z"),
     "helper": re.compile(r"^[a-z][a-z0-9-]{0,31}\Z"),
     "verdict": re.compile(
-        r"^(accept|drop|reject|masquerade|snat|dnat|helper|map|timeout|unknown)\Z"),
+        r"^(accept|drop|reject|masquerade|snat|dnat|helper|map|timeout|notrack|unknown)\Z"),
     "ct_count": re.compile(r"^[1-9][0-9]{0,6}\Z"),
 }
 
@@ -397,6 +397,15 @@ def _npt_rules(entry):
                  comment=entry.comment))
 
 
+def npt_notrack_rules(entry):
+    """The flows a stateless NPT (ip6tables' SNPT/DNPT) translates, kept out of connection
+    tracking, as its documentation requires: tracked, a reply to a translated address
+    would be a new or an invalid connection."""
+    return [Rule("helpers", iif=entry.interface, daddr=entry.external, verdict="notrack",
+                 comment=entry.comment),
+            Rule("helpers", saddr=entry.internal, verdict="notrack", comment=entry.comment)]
+
+
 def _limit_rule(entry):
     return Rule("forward", saddr=entry.source,
                 proto=None if entry.protocol == "any" else entry.protocol, ct_state=("new",),
@@ -435,12 +444,13 @@ def timeout_name(rule):
     return "ipmasq%d%s_%s" % (rule_family(rule) or 4, rule.proto[0], digest[:12])
 
 
-def to_rules(ruleset, lookups=False):
+def to_rules(ruleset, lookups=False, stateless_npt=False):
     """The model as ({chain: [Rule]}, lookups) in the order the kernel must see them.
 
     With ``lookups``, each forward that ``lookup_entry`` accepts leaves its DNAT out of
     prerouting and into ``{family: {key: value}}`` instead (its hairpin rules stay rules);
-    without, that dict stays empty.
+    without, that dict stays empty. ``stateless_npt``: the backend translates prefixes
+    without connection tracking (ip6tables), so the translated flows are not tracked.
     """
     chains = dict((c, []) for c in CHAINS)
     table = _empty_lookups()
@@ -485,6 +495,9 @@ def to_rules(ruleset, lookups=False):
             "forward", iif=f.in_interface, oif=f.out_interface, saddr=f.source,
             daddr=f.destination, proto=f.protocol, dport=f.port, ct_state=f.ct_state,
             verdict=f.action, comment=f.comment))
+    if stateless_npt:
+        for entry in ruleset.get("npt", ()):
+            chains["helpers"].extend(npt_notrack_rules(entry))
     for h in ruleset.get("helpers", ()):
         chains["helpers"].append(Rule("helpers", proto=h.protocol, dport=h.port,
                                       verdict="helper", helper=h.helper))
@@ -587,7 +600,10 @@ def from_rules(chains, lookups=None):
         else:
             foreign.append(rule)
     timeouts = {}
+    untracked = set(x for e in out["npt"] for x in npt_notrack_rules(e))
     for rule in chains.get("helpers", ()):
+        if rule in untracked:
+            continue  # implied by its npt entry (a backend without stateful NPT)
         if rule.verdict == "helper" and rule.helper and rule.proto and rule.dport \
                 and _HELPER_ONLY(rule):
             out["helpers"].append(m.Helper(rule.helper, rule.proto, rule.dport))

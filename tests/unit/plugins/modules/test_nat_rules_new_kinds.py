@@ -84,6 +84,8 @@ IPT_LINES = [
     "--connlimit-above 64 --connlimit-mask 128 --connlimit-saddr -j DROP",
     "forward: -m conntrack --ctstate DNAT -j ACCEPT",
     "forward: -d fd00:10::/64 -i ppp0 -j ACCEPT",
+    "helpers: -d 2001:db8:10::/64 -i ppp0 -j CT --notrack",
+    "helpers: -s fd00:10::/64 -j CT --notrack",
     "npt_in: -d 2001:db8:10::/64 -i ppp0 -j DNPT --src-pfx 2001:db8:10::/64 "
     "--dst-pfx fd00:10::/64",
     "npt_out: -s fd00:10::/64 -o ppp0 -j SNPT --src-pfx fd00:10::/64 --dst-pfx 2001:db8:10::/64",
