@@ -28,8 +28,8 @@ NEW = {
     "snat": [{"source": "10.20.0.0/16", "out_interface": "eth0",
               "to_address": "203.0.113.30-203.0.113.40", "persistent": True}],
 }
-TIMEOUTS = {"masquerade": [dict(NEW["masquerade"][0], timeouts={"tcp_established": 960,
-                                                               "udp": 30})]}
+TIMEOUTS = {"masquerade": [dict(NEW["masquerade"][0],
+                                timeouts={"tcp_established": 960, "udp": 30})]}
 
 # The rule text each backend renders (RV(diff) lines: chain, then the rule).
 NFT_LINES = [
@@ -168,8 +168,8 @@ STATE_CASES = [
 
 @pytest.mark.parametrize("backend", sorted(CODECS))
 @pytest.mark.parametrize("state, config", STATE_CASES)
-def test_every_state_of_the_new_kinds_then_an_idempotent_second_run(machine, backend, state,
-                                                                      config):
+def test_every_state_of_the_new_kinds_then_an_idempotent_second_run(
+        machine, backend, state, config):
     codec = CODECS[backend]
     machine.states[backend] = reparse(codec, state_of(codec, NEW))
     first = run(backend=backend, state=state, config=copy.deepcopy(config), diff=True)

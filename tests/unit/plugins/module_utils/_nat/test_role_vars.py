@@ -51,8 +51,8 @@ def test_the_port_forward_entries_of_the_roles_are_the_modules(role):
 
 
 @pytest.mark.parametrize("role, variable, kind", [
-    ("gateway", "ipmasq_static_nat", "static_nat"), ("port_forward", "ipmasq_static_nat",
-                                                      "static_nat"),
+    ("gateway", "ipmasq_static_nat", "static_nat"),
+    ("port_forward", "ipmasq_static_nat", "static_nat"),
     ("gateway", "ipmasq_npt", "npt"), ("masquerade", "ipmasq_npt", "npt")])
 def test_the_static_nat_and_npt_entries_of_the_roles_are_the_modules(role, variable, kind):
     module = argspec.CONFIG_SPEC[kind]["options"]
