@@ -241,8 +241,8 @@ def test_connection_limit_refuses_one_hosts_next_connection_only(testbed):
     unit = "testbed-hold-%d" % os.getpid()
     with testbed.echo_server(server, tcp=[ECHO_PORT]):
         holder.run_expect([0], "systemd-run --unit=%s --collect --property=RuntimeMaxSec=90 "
-                          "/usr/bin/python3 -c %s %s %d %d /run/%s.out", unit, HOLD, address, ECHO_PORT,
-                          CONNECTION_LIMIT + 1, unit)
+                          "/usr/bin/python3 -c %s %s %s %s /run/%s.out", unit, HOLD, address,
+                          str(ECHO_PORT), str(CONNECTION_LIMIT + 1), unit)
         try:
             words = ""
             for _attempt in range(100):

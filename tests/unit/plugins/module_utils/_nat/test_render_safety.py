@@ -158,6 +158,11 @@ def test_the_renderers_refuse_a_token_outside_its_field(field, junk):
     ("saddr", "2001:db8::%1\n-F\n#/64"), ("to_addr", "fd00::5%eth0"), ("iif", "eth0\n"),
     ("comment", 'a" accept; flush ruleset; #'), ("dport", "80 accept"), ("proto", "tcp;"),
     ("helper", "ftp\" ; "), ("ct_state", ("new", "bogus")), ("iif_neg", "yes"),
+    ("iif", "ppp+x"), ("iif", "p+p"), ("iif", "ppp*"), ("iif", "+"), ("oif", "ppp++"),
+    ("to_addr", "10.0.0.0/8\n"), ("to_addr", "10.0.0.0/8/8"), ("ct_count", "4 } accept"),
+    ("ct_count", "0"), ("nat_flags", ("random",)), ("nat_flags", "persistent"),
+    ("ct_timeout", (("established", "960"),)), ("ct_timeout", (("bogus", 5),)),
+    ("ct_timeout", (("established", 0),)), ("verdict", "notrack; flush"),
 ])
 def test_render_guard_names_the_field(field, value):
     rule = VALID._replace(**{field: value})
