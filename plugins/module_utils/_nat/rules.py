@@ -438,8 +438,7 @@ def timeout_text(rule):
 
 def timeout_name(rule):
     """The name of the timeout object a timeout rule uses: its family, protocol and a hash
-    of its policy, so that equal policies share one object (31 characters at most, what
-    iptables' CT target takes)."""
+    of its policy, so that equal policies share one object."""
     digest = hashlib.sha1(("%s %s" % (rule.proto, timeout_text(rule))).encode()).hexdigest()
     return "ipmasq%d%s_%s" % (rule_family(rule) or 4, rule.proto[0], digest[:12])
 
