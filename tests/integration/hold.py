@@ -27,7 +27,7 @@ def server(port, seconds):
 
 def client(host, port, count):
     held = []
-    for _ in range(count):
+    for _attempt in range(count):
         conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         conn.settimeout(3)
         try:

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import foreign
 from netlab import (ECHO6, GW_WAN, GW_WAN6, LAN_CLIENT, LAN_NET, LAN_NET6, LAN_SERVER, WAN_HOST,
                     WAN_HOST6, WAN_PORT, WAN_PORT6)

@@ -189,7 +189,7 @@ def _mapping(draw, fam, max_prefix):
     length = draw(st.one_of(st.just(bits), st.integers(max(1, bits - 16), bits)))
     length = min(length, max_prefix)
     nets = []
-    for _ in range(2):
+    for _end in range(2):
         host = draw(HOSTS[fam])
         net = ipaddress.ip_network("%s/%d" % (host, length), strict=False)
         nets.append(str(net.network_address) if length == bits else net.with_prefixlen)
@@ -215,7 +215,7 @@ def static_nat_entries(draw):
 def npt_entries(draw):
     length = draw(st.integers(1, model.NPT_MAX_PREFIX))
     nets = [ipaddress.ip_network("%s/%d" % (draw(hosts6), length), strict=False).with_prefixlen
-            for _ in range(2)]
+            for _end in range(2)]
     entry = {"interface": draw(ifnames), "internal": nets[0], "external": nets[1]}
     comment = draw(comments)
     if comment:

@@ -73,6 +73,7 @@ class FakeHost:
         # installed, of the tools looked up with required=False
         self.tools = {"ipset", "nft", "iptables-save"}
         self.absent_interfaces = set()  # the interfaces /sys/class/net does not show
+        self.half_applied = None  # the state a failed apply left behind
 
     def addresses(self, _host, interfaces):
         if interfaces:
@@ -84,7 +85,6 @@ class FakeHost:
             return "/usr/sbin/" + name
         assert not required, "the module would fail here: %s is missing" % name
         return None
-        self.half_applied = None  # the state a failed apply left behind
 
     def missing_interfaces(self, names):
         return [name for name in names if name in self.absent_interfaces]

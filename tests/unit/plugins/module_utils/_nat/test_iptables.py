@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import iptables, plan, rules
 
 from nat_helpers import (
-    CAPTURED, Refused, configs, configs_and_addresses, fixture_addresses, fixture_config,
+    CAPTURED, Refused, configs_and_addresses, fixture_addresses, fixture_config,
     fixture_text, iptables_apply, kinds_differ, reparse, ruleset_of, state_of)
 
 CONFIG = {
