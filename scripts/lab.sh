@@ -12,6 +12,10 @@
 #   lab-gw1-client, lab-gw1-lansrv -- lan1 172.30.30.0/24 -- lab-gw1 (nftables) --+
 #                                                                                 wan 198.51.100.64/27
 #   lab-gw2-client, lab-gw2-lansrv -- lan2 172.30.40.0/24 -- lab-gw2 (iptables) --+  lab-wansrv, lab-wanclient
+#   lab-gw3-client, lab-gw3-lansrv -- lan3 172.30.120.0/24 - lab-gw3 (nftables) --+
+#
+# lab-gw3's WAN interface is named ppp0, and its ipmasq_wan_interface is the pattern ppp+,
+# as for a dial-up link whose number changes (no hairpin there: it needs one interface).
 #
 # The WAN hosts have no route to the LANs, like hosts on the Internet. Containers and networks
 # come from the Molecule scenarios' shared create/prepare playbooks (.config/molecule/) and
@@ -32,9 +36,11 @@ export ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
 export ANSIBLE_NOCOLOR=true
 export ANSIBLE_RETRY_FILES_ENABLED=false
 
-gateways=(lab-gw1 lab-gw2)
-containers=(lab-gw1 lab-gw1-client lab-gw1-lansrv lab-gw2 lab-gw2-client lab-gw2-lansrv lab-wansrv lab-wanclient)
-declare -A wan_address=([lab-gw1]=198.51.100.65 [lab-gw2]=198.51.100.66)
+gateways=(lab-gw1 lab-gw2 lab-gw3)
+containers=(lab-gw1 lab-gw1-client lab-gw1-lansrv lab-gw2 lab-gw2-client lab-gw2-lansrv
+    lab-gw3 lab-gw3-client lab-gw3-lansrv lab-wansrv lab-wanclient)
+declare -A wan_address=([lab-gw1]=198.51.100.65 [lab-gw2]=198.51.100.66 [lab-gw3]=198.51.100.67)
+declare -A hairpin=([lab-gw1]=1 [lab-gw2]=1)  # lab-gw3's WAN interface is a pattern
 wansrv_address=198.51.100.70
 echo_port=7001
 
@@ -51,6 +57,7 @@ all:
     testbed_networks:
       lan1: {subnet: 172.30.30.0/24, interface: lan0}
       lan2: {subnet: 172.30.40.0/24, interface: lan0}
+      lan3: {subnet: 172.30.120.0/24, interface: lan0}
       wan: {subnet: 198.51.100.64/27}
   children:
     gateways:
@@ -73,12 +80,23 @@ all:
           ipmasq_port_forwards:
             - {protocol: tcp, port: 8080, to_address: 172.30.40.20, to_port: 80, hairpin: true, comment: web}
             - {protocol: udp, port: 5353, to_address: 172.30.40.20, to_port: 53, comment: dns}
+        lab-gw3:
+          testbed_addresses: {lan3: 172.30.120.1, wan: 198.51.100.67}
+          testbed_interfaces: {wan: ppp0}
+          ipmasq_backend: nftables
+          ipmasq_wan_interface: ppp+
+          ipmasq_lan_networks: [172.30.120.0/24]
+          ipmasq_port_forwards:
+            - {protocol: tcp, port: 8080, to_address: 172.30.120.20, to_port: 80, comment: web}
+            - {protocol: udp, port: 5353, to_address: 172.30.120.20, to_port: 53, comment: dns}
     lab_lan:
       hosts:
         lab-gw1-client: {testbed_addresses: {lan1: 172.30.30.10}, testbed_default_route: 172.30.30.1}
         lab-gw1-lansrv: {testbed_addresses: {lan1: 172.30.30.20}, testbed_default_route: 172.30.30.1}
         lab-gw2-client: {testbed_addresses: {lan2: 172.30.40.10}, testbed_default_route: 172.30.40.1}
         lab-gw2-lansrv: {testbed_addresses: {lan2: 172.30.40.20}, testbed_default_route: 172.30.40.1}
+        lab-gw3-client: {testbed_addresses: {lan3: 172.30.120.10}, testbed_default_route: 172.30.120.1}
+        lab-gw3-lansrv: {testbed_addresses: {lan3: 172.30.120.20}, testbed_default_route: 172.30.120.1}
     lab_wan:
       hosts:
         lab-wansrv: {testbed_addresses: {wan: 198.51.100.70}}
@@ -181,11 +199,19 @@ prove() {
             check "${gw#lab-}" "$proto/$port -> lan server $proto/$to_port from lab-wanclient: answered by $server" \
                 "port forward" "$ok" "reply: ${reply:-none}"
         done
-        reply=$(probe "$gw-client" tcp "${wan_address[$gw]}" 8080)
-        read -r server seen _ <<<"${reply:-none none none}"
-        ok=0; [[ $server == "$lansrv" ]] || ok=1
-        check "${gw#lab-}" "tcp/8080 from $gw-client to ${wan_address[$gw]}: answered by $server" \
-            hairpin "$ok" "reply: ${reply:-none}"
+        if [[ -n ${hairpin[$gw]:-} ]]; then
+            reply=$(probe "$gw-client" tcp "${wan_address[$gw]}" 8080)
+            read -r server seen _ <<<"${reply:-none none none}"
+            ok=0; [[ $server == "$lansrv" ]] || ok=1
+            check "${gw#lab-}" "tcp/8080 from $gw-client to ${wan_address[$gw]}: answered by $server" \
+                hairpin "$ok" "reply: ${reply:-none}"
+        else
+            reply=$(podman exec "$gw" nft list chain inet ipmasq postrouting 2>/dev/null \
+                | grep -c 'oifname "ppp\*" masquerade' || true)
+            ok=0; [[ $reply == 1 ]] || ok=1
+            check "${gw#lab-}" "WAN interface $(podman exec "$gw" ip -o link show dev ppp0 | cut -d: -f2 | tr -d ' ' | cut -d@ -f1), rules on the pattern ppp+ (nft: ppp*)" \
+                "interface pattern" "$ok" "masquerade rules on ppp*: $reply"
+        fi
         stop_echo "$lansrv" lab-echo-web
         stop_echo "$lansrv" lab-echo-dns
     done

@@ -176,11 +176,43 @@ options:
             description: Source network in CIDR form (IPv4 or IPv6). Omit to match any source.
             type: str
           out_interface:
-            description: Interface the traffic leaves by. Required.
+            description: Interface the traffic leaves by (or a pattern, C(ppp+)). Required.
             type: str
           comment:
             description: Free text kept with the rule (no control characters or double quotes, 128 bytes at most).
             type: str
+          ports:
+            description:
+              - Source ports to pick from, a range C("1024-65535") (or one port). TCP and UDP
+                get one rule each with the ports; a last rule takes the other protocols.
+            type: raw
+          random_fully:
+            description:
+              - Pick each connection's source port at random (C(fully-random) in nftables,
+                C(--random-fully) in iptables), which makes ports hard to predict.
+            type: bool
+            default: false
+          timeouts:
+            description:
+              - Connection-tracking timeouts in seconds for the connections from
+                O(config.masquerade[].source) (required with it), by state, for example
+                V(tcp_established) 960 and V(udp) 30 (the seed's HIDE TIMEOUT). Keys
+                V(tcp_syn_sent), V(tcp_syn_recv), V(tcp_established), V(tcp_fin_wait),
+                V(tcp_close_wait), V(tcp_last_ack), V(tcp_time_wait), V(tcp_close), V(udp)
+                (a flow without a reply yet, and a short exchange) and V(udp_stream) (a flow
+                with traffic both ways for some seconds).
+              - They apply to every connection from the source, whatever interface it
+                leaves by, so all masquerade and snat entries of one source must set the
+                same ones. States not given keep the global value the host had when the
+                object was made (M(ipmasq.gateway.nat_kernel)'s C(conntrack_timeouts)).
+              - nftables only, as C(ct timeout) objects of C(table inet ipmasq) (named
+                C(ipmasq4u_<hash>), the policy in their comment) that the chain
+                C(helpers) sets. The iptables backend refuses them, naming the entry. Its
+                CT target needs timeout objects made with the C(nfct) tool, and
+                C(iptables-save) lists only the first 4 characters of such an object's
+                name (iptables 1.8.9, nft and legacy), so the module could not read back
+                which timeouts a rule sets.
+            type: dict
       snat:
         description:
           - Like O(config.masquerade), to a fixed address or an address range (pool).
@@ -195,11 +227,51 @@ options:
             description: Interface the traffic leaves by. Required.
             type: str
           to_address:
-            description: Address, or a range C(203.0.113.10-203.0.113.20), to rewrite the source to. Required.
+            description:
+              - Address, or a range C(203.0.113.10-203.0.113.20) (a pool), to rewrite the
+                source to. Required.
             type: str
           comment:
             description: Free text kept with the rule.
             type: str
+          ports:
+            description:
+              - Source ports to pick from, a range C("1024-65535") (or one port). TCP and UDP
+                get one rule each with the ports; a last rule takes the other protocols.
+            type: raw
+          random_fully:
+            description:
+              - Pick each connection's source port at random (C(fully-random) in nftables,
+                C(--random-fully) in iptables), which makes ports hard to predict.
+            type: bool
+            default: false
+          persistent:
+            description:
+              - With a range in O(config.snat[].to_address), a client keeps the same
+                address of the pool for all its connections.
+            type: bool
+            default: false
+          timeouts:
+            description:
+              - Connection-tracking timeouts in seconds for the connections from
+                O(config.snat[].source) (required with it), by state, for example
+                V(tcp_established) 960 and V(udp) 30 (the seed's HIDE TIMEOUT). Keys
+                V(tcp_syn_sent), V(tcp_syn_recv), V(tcp_established), V(tcp_fin_wait),
+                V(tcp_close_wait), V(tcp_last_ack), V(tcp_time_wait), V(tcp_close), V(udp)
+                (a flow without a reply yet, and a short exchange) and V(udp_stream) (a flow
+                with traffic both ways for some seconds).
+              - They apply to every connection from the source, whatever interface it
+                leaves by, so all masquerade and snat entries of one source must set the
+                same ones. States not given keep the global value the host had when the
+                object was made (M(ipmasq.gateway.nat_kernel)'s C(conntrack_timeouts)).
+              - nftables only, as C(ct timeout) objects of C(table inet ipmasq) (named
+                C(ipmasq4u_<hash>), the policy in their comment) that the chain
+                C(helpers) sets. The iptables backend refuses them, naming the entry. Its
+                CT target needs timeout objects made with the C(nfct) tool, and
+                C(iptables-save) lists only the first 4 characters of such an object's
+                name (iptables 1.8.9, nft and legacy), so the module could not read back
+                which timeouts a rule sets.
+            type: dict
       port_forwards:
         description:
           - Static NAT (DNAT) from a port on the gateway to a host inside. Traffic that was
@@ -359,6 +431,118 @@ options:
           comment:
             description: Free text kept with the rule.
             type: str
+      static_nat:
+        description:
+          - 1:1 NAT. Traffic that arrives by O(config.static_nat[].interface) for
+            O(config.static_nat[].external) goes to O(config.static_nat[].internal), on every
+            port and protocol, and the forward chain lets it through as it does port
+            forwards. Traffic from O(config.static_nat[].internal) that leaves by that
+            interface leaves as O(config.static_nat[].external), ahead of O(config.masquerade)
+            and O(config.snat).
+          - External and internal may be networks of one prefix length, mapped address for
+            address (C(192.168.10.0/29) to C(203.0.113.8/29), NETMAP). IPv4 and IPv6.
+          - The external address must reach the gateway, routed to it or held by its
+            interface; the module adds no address.
+          - Its rules come first in C(prerouting), so for its external address it takes
+            every port, ahead of O(config.port_forwards) on the same interface. Port
+            forwards publish the addresses of their interface, so a static NAT whose external
+            address is one the interface holds, where port forwards arrive too, is refused
+            (the module reads the addresses at every run, as for hairpin).
+          - Rendered as C(dnat ip prefix to) / C(snat ip prefix to) in nftables, and as
+            C(NETMAP) in iptables (a single address as a /32 or /128 prefix).
+          - Identity is (interface, external). Two entries whose internal addresses overlap
+            are refused.
+        type: list
+        elements: dict
+        suboptions:
+          interface:
+            description: The interface towards the external side (or a pattern, C(ppp+)). Required.
+            type: str
+          external:
+            description: The public address, or network (CIDR). Required.
+            type: str
+          internal:
+            description: The inside address, or a network as long as O(config.static_nat[].external). Required except with O(state=deleted).
+            type: str
+          source:
+            description: Only clients from this network (CIDR) reach the inside through the external address.
+            type: str
+          hairpin:
+            description:
+              - Also map connections to the external address from behind the gateway's other
+                interfaces, and masquerade them so the replies come back through the
+                gateway. It needs no address set (the external address is known), so it
+                works on an interface pattern too.
+            type: bool
+            default: false
+          comment:
+            description: Free text kept with the rules.
+            type: str
+      npt:
+        description:
+          - IPv6 network prefix translation (RFC 6296). The prefix O(config.npt[].internal)
+            leaves by O(config.npt[].interface) as O(config.npt[].external), and traffic to
+            the external prefix comes back to the internal one. Both prefixes are of one
+            length, C(/64) or shorter.
+          - As with O(config.static_nat), the translated prefix is reachable from the
+            interface; the forward chain accepts traffic from it to the internal prefix.
+          - nftables translates with C(snat ip6 prefix to) / C(dnat ip6 prefix to) in the
+            chains C(npt_out) and C(npt_in) of C(table inet ipmasq), declared only while
+            they have rules, ahead of the other NAT. That is stateful prefix NAT, which keeps
+            the interface identifier, so C(fd00:1::10) leaves as C(2001:db8:1::10).
+          - iptables uses ip6tables' C(SNPT) and C(DNPT) in the C(mangle) table (chains
+            C(IPMASQ-NPT-OUT) and C(IPMASQ-NPT-IN)), stateless and checksum-neutral, as
+            RFC 6296 describes, so it changes the interface identifier too (C(fd00:1::10)
+            leaves as another address of C(2001:db8:1::/64), the same every time).
+            As that documentation requires, the translated flows are kept out of
+            connection tracking (C(-j CT --notrack) in the C(raw) chain C(IPMASQ-HELPERS))
+            for traffic from the internal prefix and for traffic to the external prefix
+            arriving by the interface; rules on connection states (C(ct state)) do not
+            apply to it, and the forward accept above lets the replies in.
+          - Identity is (interface, internal).
+        type: list
+        elements: dict
+        suboptions:
+          interface:
+            description: The interface towards the external side (or a pattern, C(ppp+)). Required.
+            type: str
+          internal:
+            description: The inside IPv6 prefix (CIDR). Required.
+            type: str
+          external:
+            description: The public IPv6 prefix, as long as O(config.npt[].internal). Required except with O(state=deleted).
+            type: str
+          comment:
+            description: Free text kept with the rules.
+            type: str
+      connection_limits:
+        description:
+          - The seed's MAXCON. A host of O(config.connection_limits[].source) that holds
+            O(config.connection_limits[].per_address) connections through the gateway gets
+            further new ones refused; other hosts are not affected.
+          - The rules come first in the forward chain (C(ct count) in a dynamic set per
+            rule in nftables, C(connlimit) in iptables), so they count connections the
+            gateway forwards, not connections to the gateway itself.
+          - Identity is (source, protocol).
+        type: list
+        elements: dict
+        suboptions:
+          source:
+            description: The network (CIDR) whose hosts are limited, each on its own. Required.
+            type: str
+          per_address:
+            description: The connections one host may hold. Required except with O(state=deleted).
+            type: int
+          protocol:
+            description: Count only these connections; V(any) counts all.
+            type: str
+            choices: [tcp, udp, any]
+            default: any
+          action:
+            description: V(reject) answers with ICMP port unreachable, V(drop) is silent.
+            type: str
+            choices: [reject, drop]
+            default: reject
 notes:
   - IP forwarding must be on for the rules to carry traffic between interfaces; this
     module does not switch it on. Use M(ipmasq.gateway.nat_kernel) (as the
@@ -375,6 +559,15 @@ notes:
   - An interface named in O(config) that does not exist on the host gets a warning, not an
     error (a PPP or VPN link may come up later); the rules that name it match nothing
     until it does.
+  - Every interface field also takes a pattern, a name that ends in C(+) (iptables'
+    spelling), for links that come and go. C(ppp+) matches C(ppp0), C(ppp1) and every
+    other interface whose name starts with C(ppp); nftables gets C(ppp*). The rules match
+    by name at every packet, so masquerade out of C(ppp+) keeps working when the link comes
+    up after the rules were applied, and when it gets another address. Only a C(+) at the
+    end is a pattern; C(*), C(?) or a C(+) elsewhere are refused.
+  - Port forwards on a pattern are rules of their own in C(prerouting) (the nftables maps
+    hold one interface per element). O(config.port_forwards[].hairpin) is refused on a
+    pattern, since it needs the addresses of one interface.
   - On iptables-legacy hosts the C(--test) check of C(iptables-restore) is strong; on
     iptables-nft hosts the kernel is the final check, and a rejected transaction still
     changes nothing.
@@ -474,6 +667,41 @@ EXAMPLES = r"""
         - {in_interface: ppp0, protocol: tcp, port: 22, source: 198.51.100.0/24}
         - {in_interface: ppp0, protocol: udp, port: 51820}
 
+- name: A public address for one server (1:1 NAT), a /29 mapped address for address
+  ipmasq.gateway.nat_rules:
+    state: replaced
+    config:
+      static_nat:
+        - {interface: ppp0, external: 203.0.113.10, internal: 192.168.10.20, comment: mail}
+        - {interface: ppp0, external: 203.0.113.16/29, internal: 192.168.10.16/29}
+
+- name: IPv6 prefix translation, and at most 128 connections per LAN host (MAXCON)
+  ipmasq.gateway.nat_rules:
+    state: merged
+    config:
+      npt:
+        - {interface: ppp0, internal: "fd00:10::/64", external: "2001:db8:10::/64"}
+      connection_limits:
+        - {source: 192.168.10.0/24, per_address: 128}
+
+- name: Masquerade out of whatever ppp link is up, with its own timeouts (nftables)
+  ipmasq.gateway.nat_rules:
+    backend: nftables
+    config:
+      masquerade:
+        - source: 192.168.10.0/24
+          out_interface: ppp+
+          ports: "1024-65535"
+          random_fully: true
+          timeouts: {tcp_established: 960, udp: 30}
+
+- name: A pool of public addresses; each client keeps its address
+  ipmasq.gateway.nat_rules:
+    config:
+      snat:
+        - {source: 10.20.0.0/16, out_interface: eth0, to_address: 203.0.113.10-203.0.113.20,
+           persistent: true}
+
 - name: Remove every rule of ours (playbooks/remove.yml also removes the files and boot unit)
   ipmasq.gateway.nat_rules:
     state: deleted
@@ -493,7 +721,8 @@ before:
       a large ruleset stays small; O(state=gathered) reads the rules, RV(summary) counts them.
   returned: when O(state) is merged, replaced, overridden or deleted, and the task changes something or diff mode is on
   type: dict
-  sample: {masquerade: [], snat: [], port_forwards: [], forward: [], helpers: [], input: []}
+  sample: {masquerade: [], snat: [], port_forwards: [], forward: [], helpers: [], input: [],
+           static_nat: [], npt: [], connection_limits: []}
 after:
   description:
     - The owned rules after the run (in check mode, the predicted ones). When a change made
@@ -508,6 +737,9 @@ after:
     forward: []
     helpers: []
     input: []
+    static_nat: []
+    npt: []
+    connection_limits: []
 commands:
   description:
     - The exact script applied (C(nft -f) input, or C(iptables-restore --noflush) input

@@ -106,10 +106,13 @@ def fixture_addresses(name):
 
 IFNAMES = ("eth0", "eth1", "ppp0", "wan0", "eth0.10", "br-lan", "wg_0", "veth1-2")
 _IF_FIRST = string.ascii_letters + string.digits + "_"
-ifnames = st.one_of(
+_ifnames = st.one_of(
     st.sampled_from(IFNAMES),
     st.builds(lambda first, rest: first + rest, st.sampled_from(_IF_FIRST),
               st.text(_IF_FIRST + ".-", max_size=model.IFNAME_MAX - 1)))
+# and patterns: every interface whose name starts so ("ppp+", nft "ppp*")
+ifnames = st.one_of(_ifnames, st.sampled_from(("ppp+", "wg+", "eth0.+")),
+                    _ifnames.filter(lambda n: len(n) < model.IFNAME_MAX).map(lambda n: n + "+"))
 
 # Every character the model takes: no double quote or backslash, no control or line
 # separator characters (the model refuses those).
@@ -165,8 +168,12 @@ def port_specs(draw):
 _snat_pools = families.flatmap(lambda fam: st.tuples(HOSTS[fam], HOSTS[fam]))
 
 
+_timeout_dicts = st.dictionaries(st.sampled_from(sorted(model.TIMEOUT_KEYS)),
+                                 st.integers(1, model.TIMEOUT_MAX), min_size=1, max_size=4)
+
+
 @st.composite
-def nat_entries(draw, kind):
+def nat_entries(draw, kind, timeouts=True):
     fam = draw(families)
     entry = {"out_interface": draw(ifnames)}
     if draw(st.booleans()):
@@ -181,7 +188,95 @@ def nat_entries(draw, kind):
         else:
             a, b = sorted((ipaddress.ip_address(lo), ipaddress.ip_address(draw(HOSTS[fam]))))
             entry["to_address"] = "%s-%s" % (a, b)
+        if draw(st.booleans()):
+            entry["persistent"] = True
+    if draw(st.booleans()):
+        entry["ports"] = draw(port_specs())[0]
+    if draw(st.booleans()):
+        entry["random_fully"] = True
+    if timeouts and "source" in entry and draw(st.integers(0, 3)) == 0:
+        entry["timeouts"] = draw(_timeout_dicts)
     return entry
+
+
+def _same_timeouts_per_source(config):
+    """Drop the timeouts of NAT entries whose source already got other ones (the model
+    refuses them: timeouts apply per source)."""
+    seen = {}
+    for kind in ("masquerade", "snat"):
+        for entry in config.get(kind, ()):
+            if "source" not in entry:
+                continue
+            net = model.build_config({"forward": [{"source": entry["source"]}]})[
+                "forward"][0].source
+            first = seen.setdefault(net, entry.get("timeouts"))
+            if first != entry.get("timeouts"):
+                if first is None:
+                    entry.pop("timeouts")
+                else:
+                    entry["timeouts"] = first
+    return config
+
+
+@st.composite
+def _mapping(draw, fam, max_prefix):
+    """(external, internal) of one prefix length: addresses or networks."""
+    bits = 32 if fam == 4 else 128
+    length = draw(st.one_of(st.just(bits), st.integers(max(1, bits - 16), bits)))
+    length = min(length, max_prefix)
+    nets = []
+    for _end in range(2):
+        host = draw(HOSTS[fam])
+        net = ipaddress.ip_network("%s/%d" % (host, length), strict=False)
+        nets.append(str(net.network_address) if length == bits else net.with_prefixlen)
+    return nets
+
+
+@st.composite
+def static_nat_entries(draw):
+    fam = draw(families)
+    external, internal = draw(_mapping(fam, 128))
+    entry = {"interface": draw(ifnames), "external": external, "internal": internal}
+    if draw(st.booleans()):
+        entry["source"] = draw(NETS[fam])
+    if draw(st.booleans()):
+        entry["hairpin"] = True
+    comment = draw(comments)
+    if comment:
+        entry["comment"] = comment
+    return entry
+
+
+@st.composite
+def npt_entries(draw):
+    length = draw(st.integers(1, model.NPT_MAX_PREFIX))
+    nets = [ipaddress.ip_network("%s/%d" % (draw(hosts6), length), strict=False).with_prefixlen
+            for _end in range(2)]
+    entry = {"interface": draw(ifnames), "internal": nets[0], "external": nets[1]}
+    comment = draw(comments)
+    if comment:
+        entry["comment"] = comment
+    return entry
+
+
+connection_limit_entries = st.fixed_dictionaries(
+    {"source": families.flatmap(lambda fam: NETS[fam]),
+     "per_address": st.integers(1, 1000000)},
+    optional={"protocol": st.sampled_from(model.LIMIT_PROTOCOLS),
+              "action": st.sampled_from(model.LIMIT_ACTIONS)})
+
+
+def _without_network_overlaps(entries, fields):
+    """The entries whose ``fields`` networks overlap no earlier entry's (the model refuses
+    two static NATs or NPTs for one host)."""
+    out = []
+    for entry in entries:
+        nets = [ipaddress.ip_network(entry[f]) for f in fields]
+        if any(ipaddress.ip_network(other[f]).overlaps(net) for other in out
+               for f, net in zip(fields, nets)):
+            continue
+        out.append(entry)
+    return out
 
 
 _pf_ifnames = st.one_of(st.sampled_from(IFNAMES[:4]), ifnames)
@@ -200,7 +295,7 @@ def port_forward_entries(draw):
         entry["to_port"] = to_port
     if draw(st.booleans()):
         entry["source"] = draw(NETS[fam])
-    if draw(st.booleans()):
+    if draw(st.booleans()) and not model.is_pattern(entry["in_interface"]):
         entry["hairpin"] = True
     comment = draw(comments)
     if comment:
@@ -313,17 +408,34 @@ _input_lists = st.lists(input_entries(), max_size=5).map(
     lambda entries: _unique_by_identity("input", entries))
 
 
-def configs(helpers=helper_entries):
-    """A valid ``config`` dict with any subset of the kinds."""
+_static_nat_lists = st.lists(static_nat_entries(), max_size=3).map(
+    lambda entries: _without_network_overlaps(entries, ("internal", "external")))
+_npt_lists = st.lists(npt_entries(), max_size=2).map(
+    lambda entries: _without_network_overlaps(entries, ("internal", "external")))
+_limit_lists = st.lists(connection_limit_entries, max_size=3).map(
+    lambda entries: _unique_by_identity("connection_limits", entries))
+
+
+def configs(helpers=helper_entries, timeouts=True):
+    """A valid ``config`` dict with any subset of the kinds (``timeouts``: also per-rule
+    timeouts, which only the nftables backend takes)."""
+    nat = _masquerade_lists, _snat_lists
+    if not timeouts:
+        nat = tuple(st.lists(nat_entries(kind, timeouts=False), max_size=4).map(
+            lambda entries, kind=kind: _unique_by_identity(kind, entries))
+            for kind in ("masquerade", "snat"))
     return st.fixed_dictionaries({}, optional={
-        "masquerade": _masquerade_lists,
-        "snat": _snat_lists,
+        "masquerade": nat[0],
+        "snat": nat[1],
         "port_forwards": port_forward_lists,
         "forward": _forward_lists,
         "helpers": st.lists(helpers, max_size=3).map(
             lambda entries: _unique_by_identity("helpers", entries)),
         "input": _input_lists,
-    })
+        "static_nat": _static_nat_lists,
+        "npt": _npt_lists,
+        "connection_limits": _limit_lists,
+    }).map(_same_timeouts_per_source)
 
 
 def hairpin_interfaces(config):
@@ -335,10 +447,10 @@ _interface_addresses = st.lists(st.one_of(hosts4, hosts6), max_size=3, unique=Tr
 
 
 @st.composite
-def configs_and_addresses(draw, helpers=helper_entries):
+def configs_and_addresses(draw, helpers=helper_entries, timeouts=True):
     """(config, {interface: [address]}) with addresses for some of its hairpin interfaces:
     what the module reads from the host and puts in the hairpin sets."""
-    config = draw(configs(helpers))
+    config = draw(configs(helpers, timeouts))
     addresses = {}
     for name in hairpin_interfaces(config):
         if draw(st.integers(0, 3)):
@@ -367,9 +479,11 @@ def _nft_copy(state):
 
 
 def _set_users(chains, name):
-    """The rules of ``chains`` (nft: {chain: [Rule]}) that look up hairpin set ``name``."""
+    """The rules of ``chains`` (nft: {chain: [Rule]}) that look up set ``name`` (a hairpin
+    set, or a connection limit's)."""
     return [r for chain in chains.values() for r in chain
-            if r.local_if and nft.set_name(rules.rule_family(r), r.local_if) == name]
+            if r.local_if and nft.set_name(rules.rule_family(r), r.local_if) == name
+            or r.ct_count and nft.limit_set(r) == name]
 
 
 def _nft_keys(text):
@@ -381,6 +495,16 @@ def nft_apply(state, commands):
     """The State after ``nft -f`` of ``commands`` (one transaction: all or nothing)."""
     s = _nft_copy(state)
     prefix = "inet ipmasq "
+    # the policies of the ct timeout objects, by name: those the State's rules use, and
+    # those the commands add
+    timeouts = dict((rules.timeout_name(r), r.ct_timeout)
+                    for r in s.chains.get("helpers", ()) if r.ct_timeout)
+    for cmd in commands:
+        if cmd.startswith("add ct timeout "):
+            name = cmd.split()[5]
+            text = cmd.split('comment "')[1].split('"')[0]
+            timeouts[name] = tuple((k, int(v)) for k, v in
+                                   (pair.split("=") for pair in text.split(",")))
     for cmd in commands:
         verb, _sep, rest = cmd.partition(" " + prefix)
         if cmd == "delete table inet ipmasq":
@@ -394,14 +518,17 @@ def nft_apply(state, commands):
         if not s.present:
             raise Refused("no table: %s" % cmd)
         name, _sep, body = rest.partition(" ")
-        if verb in ("add chain", "add map", "add ct helper"):
+        if verb in ("add chain", "add map", "add ct helper", "add ct timeout"):
+            if verb == "add ct timeout" and ("ct timeout", name) in s.objects:
+                raise Refused("exists: %s" % cmd)
             if (verb[4:], name) not in s.objects and verb == "add map" and \
                     "counter;" not in body:
                 s.uncounted.add(name)
             s.objects.add((verb[4:], name))
         elif verb == "add set":
             s.objects.add(("set", name))
-            s.sets.setdefault(name, frozenset())
+            if not nft._LIMIT_SET.match(name):
+                s.sets.setdefault(name, frozenset())
         elif verb == "delete chain":
             if ("chain", name) not in s.objects or s.chains.get(name):
                 raise Refused(cmd)  # the kernel refuses to delete a chain with rules
@@ -423,6 +550,12 @@ def nft_apply(state, commands):
             if rule.local_if and ("set", nft.set_name(
                     rules.rule_family(rule), rule.local_if)) not in s.objects:
                 raise Refused("no such set: %s" % cmd)
+            if rule.ct_count and ("set", nft.limit_set(rule)) not in s.objects:
+                raise Refused("no such set: %s" % cmd)
+            if rule.verdict == "timeout" and ("ct timeout", rule.ct_timeout) not in s.objects:
+                raise Refused("no such ct timeout: %s" % cmd)
+            if rule.verdict == "timeout":  # the object's policy, as a host read gives it
+                rule = rule._replace(ct_timeout=timeouts[rule.ct_timeout])
             s.chains.setdefault(name, []).append(rule)
             if rule.verdict != "map" and not nft._has_counter(shlex.split(body)):
                 s.uncounted.add(name)
@@ -437,7 +570,13 @@ def nft_apply(state, commands):
             if ("set", name) not in s.objects or _set_users(s.chains, name):
                 raise Refused(cmd)
             s.objects.discard(("set", name))
-            del s.sets[name]
+            s.sets.pop(name, None)
+        elif verb == "delete ct timeout":
+            users = [r for r in s.chains.get("helpers", ()) if r.ct_timeout and
+                     rules.timeout_name(r) == name]
+            if ("ct timeout", name) not in s.objects or users:
+                raise Refused(cmd)
+            s.objects.discard(("ct timeout", name))
         elif verb == "add element":
             if ("map", name) not in s.objects:
                 raise Refused(cmd)

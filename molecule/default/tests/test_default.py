@@ -7,6 +7,7 @@ restarted it, when only ipmasq.service can have restored the rules.
 """
 
 import os
+import time
 
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
@@ -21,6 +22,26 @@ ECHO_PORT = 7001
 BACKEND = GATEWAY_VARS.get("ipmasq_backend", "auto")
 CONNTRACK_MAX = int(GATEWAY_VARS.get("ipmasq_conntrack_max", 262144))
 CONNTRACK_TIMEOUTS = GATEWAY_VARS.get("ipmasq_conntrack_timeouts", {})
+STATIC_NAT = GATEWAY_VARS.get("ipmasq_static_nat", [])
+CONNECTION_LIMIT = int(GATEWAY_VARS.get("ipmasq_client_connection_limit", 0))
+
+# Opens COUNT TCP connections one after the other and keeps them open, writing one word per
+# connection (ok, refused, timeout) and then "held" to FILE; exits after 60 s at most.
+HOLD = """
+import socket, sys, time
+host, port, count, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+held, words = [], []
+for _ in range(count):
+    s = socket.socket(); s.settimeout(3)
+    try:
+        s.connect((host, port)); held.append(s); words.append("ok")
+    except ConnectionRefusedError:
+        words.append("refused")
+    except OSError:
+        words.append("timeout")
+open(out, "w").write(" ".join(words + ["held"]) + "\\n")
+time.sleep(60)
+"""
 
 # ipmasq_conntrack_timeouts keys used by the scenarios, and their sysctls.
 TIMEOUT_SYSCTLS = {
@@ -179,3 +200,58 @@ def test_wan_client_cannot_reach_lan_directly(testbed, proto):
         testbed.blocked(client, proto, target_address, ECHO_PORT)
         arrived, passed = counter.read()
     assert arrived >= 1 and passed == 0, "forward hook: %d arrived, %d passed" % (arrived, passed)
+
+
+def test_static_nat_publishes_the_inside_host_and_it_leaves_as_its_address(testbed):
+    """1:1 NAT: the WAN client reaches the inside host through the external address on two
+    unrelated ports, unmasqueraded; the inside host's own connections leave as the external
+    address, while another LAN host still leaves as the gateway's address."""
+    assert STATIC_NAT, "the scenario sets no ipmasq_static_nat to check"
+    gateway = testbed.one("gateways")
+    wanclient = testbed.one("wan_clients")
+    lanclient = testbed.one("lan_clients")
+    for entry in STATIC_NAT:
+        inside = _owner_of(testbed, entry["internal"])
+        with testbed.echo_server(inside, tcp=[7201], udp=[7333]):
+            for proto, port in (("tcp", 7201), ("udp", 7333)):
+                answered_by, peer, _port = testbed.reply(wanclient, proto, entry["external"], port)
+                assert (answered_by, peer) == (inside, testbed.address(wanclient, "wan"))
+        with testbed.echo_server(wanclient, tcp=[ECHO_PORT]):
+            _server, peer, _port = testbed.reply(inside, "tcp", testbed.address(wanclient, "wan"),
+                                                 ECHO_PORT)
+            assert peer == entry["external"]
+            _server, peer, _port = testbed.reply(lanclient, "tcp",
+                                                 testbed.address(wanclient, "wan"), ECHO_PORT)
+            assert peer == testbed.address(gateway, "wan")
+
+
+def test_connection_limit_refuses_one_hosts_next_connection_only(testbed):
+    """MAXCON: a LAN host that holds ipmasq_client_connection_limit connections through the
+    gateway is refused the next one; another LAN host still connects."""
+    assert CONNECTION_LIMIT, "the scenario sets no ipmasq_client_connection_limit to check"
+    gateway = testbed.host(testbed.one("gateways"))
+    client, other = testbed.one("lan_clients"), testbed.one("lan_servers")
+    # the WAN client routes everything through the gateway, also what the static NAT's
+    # inside host (the LAN server here) sends as its external address
+    server = testbed.one("wan_clients")
+    address = testbed.address(server, "wan")
+    # earlier tests' flows of this client (UDP ones stay tracked for a while) count too
+    gateway.run("conntrack -D -s %s", testbed.address(client, "lan"))
+    holder = testbed.host(client)
+    unit = "testbed-hold-%d" % os.getpid()
+    with testbed.echo_server(server, tcp=[ECHO_PORT]):
+        holder.run_expect([0], "systemd-run --unit=%s --collect --property=RuntimeMaxSec=90 "
+                          "/usr/bin/python3 -c %s %s %s %s /run/%s.out", unit, HOLD, address,
+                          str(ECHO_PORT), str(CONNECTION_LIMIT + 1), unit)
+        try:
+            words = ""
+            for _attempt in range(100):
+                words = holder.run("cat /run/%s.out", unit).stdout.split()
+                if words[-1:] == ["held"]:
+                    break
+                time.sleep(0.2)
+            assert words == ["ok"] * CONNECTION_LIMIT + ["refused", "held"], words
+            answered_by, _peer, _port = testbed.reply(other, "tcp", address, ECHO_PORT)
+            assert answered_by == server
+        finally:
+            holder.run("systemctl stop %s", unit)

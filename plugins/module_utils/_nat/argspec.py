@@ -16,12 +16,19 @@ CONFIG_SPEC = {
         "source": {"type": "str"},
         "out_interface": {"type": "str"},
         "comment": {"type": "str"},
+        "ports": {"type": "raw"},
+        "random_fully": {"type": "bool", "default": False},
+        "timeouts": {"type": "dict"},
     }},
     "snat": {"type": "list", "elements": "dict", "options": {
         "source": {"type": "str"},
         "out_interface": {"type": "str"},
         "to_address": {"type": "str"},
         "comment": {"type": "str"},
+        "ports": {"type": "raw"},
+        "random_fully": {"type": "bool", "default": False},
+        "persistent": {"type": "bool", "default": False},
+        "timeouts": {"type": "dict"},
     }},
     "port_forwards": {"type": "list", "elements": "dict", "options": {
         "in_interface": {"type": "str"},
@@ -56,6 +63,26 @@ CONFIG_SPEC = {
         "port": {"type": "raw"},
         "source": {"type": "str"},
         "comment": {"type": "str"},
+    }},
+    "static_nat": {"type": "list", "elements": "dict", "options": {
+        "interface": {"type": "str"},
+        "external": {"type": "str"},
+        "internal": {"type": "str"},
+        "source": {"type": "str"},
+        "hairpin": {"type": "bool", "default": False},
+        "comment": {"type": "str"},
+    }},
+    "npt": {"type": "list", "elements": "dict", "options": {
+        "interface": {"type": "str"},
+        "internal": {"type": "str"},
+        "external": {"type": "str"},
+        "comment": {"type": "str"},
+    }},
+    "connection_limits": {"type": "list", "elements": "dict", "options": {
+        "source": {"type": "str"},
+        "per_address": {"type": "int"},
+        "protocol": {"type": "str", "default": "any", "choices": ["tcp", "udp", "any"]},
+        "action": {"type": "str", "default": "reject", "choices": ["reject", "drop"]},
     }},
 }
 

@@ -34,18 +34,25 @@ CHAINS = {
     "forward": ("filter", "IPMASQ-FORWARD", "FORWARD"),
     "helpers": ("raw", "IPMASQ-HELPERS", "PREROUTING"),
     "input": ("filter", "IPMASQ-INPUT", "INPUT"),
+    # NPTv6 (ip6tables' SNPT/DNPT live in mangle, ahead of the nat table)
+    "npt_in": ("mangle", "IPMASQ-NPT-IN", "PREROUTING"),
+    "npt_out": ("mangle", "IPMASQ-NPT-OUT", "POSTROUTING"),
 }
-TABLES = ("raw", "nat", "filter")
+TABLES = ("raw", "mangle", "nat", "filter")
 FAMILIES = (4, 6)
 TOOLS = {4: "iptables-restore", 6: "ip6tables-restore"}
 LOOKUPS = False  # no lookup tables: every forward is a rule (see rules.to_rules)
+STATELESS_NPT = True  # SNPT/DNPT translate without conntrack: their flows go untracked
 _BY_NAME = dict((v[1], k) for k, v in CHAINS.items())
 _BUILTIN = dict(((v[0], v[2]), k) for k, v in CHAINS.items())
 # ``iptables-save -c`` puts the packet and byte counters in front of each rule
 _COUNTERS = re.compile(r"^\[[0-9]+:[0-9]+\]$")
 # The built-in chains whose rules a hand-made gateway's NAT setup is read from (parse with
 # ``builtins``): its INPUT rules protect the host, which the model says nothing about.
-_HAND_MADE = dict((key, chain) for key, chain in _BUILTIN.items() if chain != "input")
+_HAND_MADE = dict((key, chain) for key, chain in _BUILTIN.items()
+                  if chain not in ("input", "npt_in", "npt_out"))
+# Options that take no value.
+_FLAGS = {"--random-fully": "fully-random", "--persistent": "persistent"}
 
 # Chains where admins keep their own forward policy (Docker's DOCKER-USER, ufw's user rules
 # behind ufw-before-forward): our FORWARD jump goes after the last jump to one of them, so
@@ -93,7 +100,9 @@ def _ports(text):
 def _nat_target(addr, port):
     if port is None:
         return addr
-    return ("[%s]:%s" if ":" in addr else "%s:%s") % (addr, port)
+    if ":" in addr:  # IPv6: the address or range in brackets, then the ports
+        return "[%s]:%s" % (addr, port)
+    return "%s:%s" % (addr, port)
 
 
 def _proto(proto):
@@ -125,19 +134,60 @@ def rule_args(rule):
     if rule.ct_state or rule.ct_dnat:
         states = [s.upper() for s in rule.ct_state or ()] + (["DNAT"] if rule.ct_dnat else [])
         out += ["-m", "conntrack", "--ctstate", ",".join(states)]
+    if rule.ct_count:
+        out += ["-m", "connlimit", "--connlimit-above", rule.ct_count, "--connlimit-mask",
+                "128" if r.rule_family(rule) == 6 else "32", "--connlimit-saddr"]
     if rule.comment:
         out += ["-m", "comment", "--comment", rule.comment]
-    if rule.verdict == "snat":
-        out += ["-j", "SNAT", "--to-source", rule.to_addr]
+    flags = [option for option, flag in _FLAGS.items() if flag in (rule.nat_flags or ())]
+    if rule.to_addr and "/" in rule.to_addr:
+        out += _prefix_target(rule)
+    elif rule.verdict == "snat":
+        out += ["-j", "SNAT", "--to-source", _nat_target(rule.to_addr, rule.to_port)] + flags
+    elif rule.verdict == "masquerade":
+        out += ["-j", "MASQUERADE"] + (["--to-ports", rule.to_port] if rule.to_port else []) \
+            + flags
     elif rule.verdict == "dnat":
         out += ["-j", "DNAT", "--to-destination", _nat_target(rule.to_addr, rule.to_port)]
     elif rule.verdict == "helper":
         out += ["-j", "CT", "--helper", rule.helper]
+    elif rule.verdict == "notrack":
+        out += ["-j", "CT", "--notrack"]
+    elif rule.verdict == "timeout":
+        raise r.RenderError("refusing to render timeouts for iptables: " + UNSUPPORTED_TIMEOUTS)
     elif rule.verdict == "reject":
         out += ["-j", "REJECT"]
     else:
         out += ["-j", rule.verdict.upper()]
     return out
+
+
+# Checked with iptables 1.8.9 (nft and legacy): "-j CT --timeout ipmasq4u_..." is listed
+# by iptables-save as "--timeout ipma", so the rules could not be read back.
+UNSUPPORTED_TIMEOUTS = (
+    "the iptables backend cannot set per-rule timeouts (its CT target needs a timeout "
+    "object made with nfct, and iptables-save lists only the first 4 characters of that "
+    "object's name, so the module could not read back which timeouts a rule sets); use "
+    "the nftables backend, or the global conntrack timeouts")
+
+
+def unsupported(config):
+    """Why the iptables backend cannot apply ``config`` (a built config), naming the kind,
+    entry and field, or None."""
+    for kind in ("masquerade", "snat"):
+        for index, entry in enumerate(config.get(kind, ())):
+            if entry.timeouts:
+                return "%s[%d].timeouts: %s" % (kind, index, UNSUPPORTED_TIMEOUTS)
+    return None
+
+
+def _prefix_target(rule):
+    """Address-for-address mapping: SNPT/DNPT in the npt chains, NETMAP in the nat table."""
+    if rule.chain in ("npt_in", "npt_out"):
+        match = rule.daddr if rule.verdict == "dnat" else rule.saddr
+        return ["-j", "DNPT" if rule.verdict == "dnat" else "SNPT", "--src-pfx", match,
+                "--dst-pfx", rule.to_addr]
+    return ["-j", "NETMAP", "--to", rule.to_addr]
 
 
 def _line(args):
@@ -280,7 +330,14 @@ class _Unknown(Exception):
     """An option outside the vocabulary of our rules."""
 
 
+_BRACKETED = re.compile(r"^\[([0-9A-Fa-f:.]+(?:-[0-9A-Fa-f:.]+)?)\](?::([0-9:-]+))?\Z")
+
+
 def _to_target(value):
+    bracketed = _BRACKETED.match(value)
+    if bracketed:  # IPv6 with ports: [a]:p, [a-b]:p
+        addr, port = bracketed.groups()
+        return addr, port.replace(":", "-") if port else None
     if value.startswith("["):
         addr, port = value[1:].split("]:") if "]:" in value else (value[1:-1], None)
     elif value.count(":") == 1:
@@ -293,12 +350,22 @@ def _to_target(value):
 def parse_rule(chain, args):
     """iptables arguments (after ``-A CHAIN``) -> Rule; raises _Unknown."""
     f, neg, i, set_family = {"chain": chain}, False, 0, None
+    prefix = {}
     while i < len(args):
         opt = args[i]
         val = args[i + 1] if i + 1 < len(args) else None
         i += 2
         if opt == "!":
             neg, i = True, i - 1
+            continue
+        if opt in _FLAGS or opt == "--connlimit-saddr":
+            i -= 1
+            if opt in _FLAGS:
+                f["nat_flags"] = tuple(x for x in r.NAT_FLAGS
+                                       if x in (f.get("nat_flags") or ()) + (_FLAGS[opt],))
+            else:
+                prefix["saddr"] = True
+            neg = False
             continue
         if neg and opt not in ("-i", "--in-interface"):
             raise _Unknown(args)
@@ -313,8 +380,17 @@ def parse_rule(chain, args):
         elif opt in ("-p", "--protocol"):
             f["proto"] = "icmpv6" if val in ("ipv6-icmp", "icmpv6") else val
         elif opt == "-m":
-            if val not in ("tcp", "udp", "addrtype", "conntrack", "state", "comment", "set"):
+            if val not in ("tcp", "udp", "addrtype", "conntrack", "state", "comment", "set",
+                           "connlimit"):
                 raise _Unknown(args)
+        elif opt == "--connlimit-above":
+            f["ct_count"] = val
+        elif opt == "--connlimit-mask":
+            prefix["mask"] = val
+        elif opt == "--to-ports":
+            f["to_port"] = val.replace(":", "-")
+        elif opt in ("--to", "--src-pfx", "--dst-pfx"):
+            prefix[opt] = val
         elif opt == "--match-set":
             flags = args[i] if i < len(args) else None
             i += 1
@@ -335,16 +411,22 @@ def parse_rule(chain, args):
         elif opt == "--comment":
             f["comment"] = val.replace("\\'", "'")  # iptables-save writes \' inside "..."
         elif opt in ("-j", "--jump"):
-            f["verdict"] = {"CT": "helper"}.get(val, val.lower())
+            f["verdict"] = {"CT": "helper", "NETMAP": "prefix", "SNPT": "snat",
+                            "DNPT": "dnat"}.get(val, val.lower())
+            prefix["target"] = val
             if f["verdict"] not in ("accept", "drop", "reject", "masquerade", "snat", "dnat",
-                                    "helper"):
+                                    "helper", "prefix"):
                 raise _Unknown(args)
         elif opt == "--to-source":
-            f["to_addr"] = val
+            f["to_addr"], f["to_port"] = _to_target(val)
         elif opt == "--to-destination":
             f["to_addr"], f["to_port"] = _to_target(val)
         elif opt == "--helper":
             f["helper"] = val
+        elif opt == "--notrack" and f.get("verdict") == "helper":
+            f["verdict"] = "notrack"
+            i -= 1  # it takes no value
+            continue
         elif opt == "--reject-with":
             pass
         elif opt in ("-c", "--set-counters"):
@@ -358,10 +440,31 @@ def parse_rule(chain, args):
         neg = False
     if "verdict" not in f:
         raise _Unknown(args)
+    _read_prefix_target(f, prefix, args)
     rule = r.normalize(r.Rule(**f))
+    if rule.ct_count and (prefix.get("mask") != ("128" if r.rule_family(rule) == 6 else "32")
+                          or not prefix.get("saddr")):
+        raise _Unknown(args)  # a limit per network, or per destination: not a MAXCON
     if rule.local_if is not None and r.rule_family(rule) != set_family:
         raise _Unknown(args)  # rendered again, it would name the other family's set
     return rule
+
+
+def _read_prefix_target(f, prefix, args):
+    """NETMAP (nat table: snat in postrouting, dnat in prerouting) and SNPT/DNPT (npt
+    chains) into ``f``: to_addr is the prefix the addresses are mapped to."""
+    target = prefix.get("target")
+    if target == "NETMAP":
+        f["verdict"] = {"prerouting": "dnat", "postrouting": "snat"}.get(f["chain"])
+        f["to_addr"] = prefix.get("--to")
+        if not f["verdict"] or not f["to_addr"] or "/" not in f["to_addr"]:
+            raise _Unknown(args)
+    elif target in ("SNPT", "DNPT"):
+        match = f.get("saddr") if target == "SNPT" else f.get("daddr")
+        if f["chain"] != ("npt_out" if target == "SNPT" else "npt_in") or not match or \
+                r.norm_net(match) != r.norm_net(prefix.get("--src-pfx") or "::/0"):
+            raise _Unknown(args)
+        f["to_addr"] = r.norm_net(prefix.get("--dst-pfx") or "::/0")
 
 
 def _target(words):

@@ -21,9 +21,11 @@ from collections import namedtuple
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-KINDS = ("masquerade", "snat", "port_forwards", "forward", "helpers", "input")
+KINDS = ("masquerade", "snat", "port_forwards", "forward", "helpers", "input", "static_nat",
+         "npt", "connection_limits")
 # Kinds whose entries are matched by identity; ``forward`` is an ordered list.
-KEYED_KINDS = ("masquerade", "snat", "port_forwards", "helpers", "input")
+KEYED_KINDS = ("masquerade", "snat", "port_forwards", "helpers", "input", "static_nat", "npt",
+               "connection_limits")
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 COMMENT_MAX = 128  # nftables' limit; iptables allows 256
@@ -31,6 +33,9 @@ ECHO_MAX = 100  # an error message shows at most this much of a bad value
 # The kernel refuses ':' and '/' in interface names (dev_valid_name); "eth0:1" is an
 # address label, which no packet ever carries as its interface.
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+# An interface field may also name every interface that starts with a prefix, iptables'
+# spelling: "ppp+" (nftables: "ppp*"), for links that come and go (PPP, WireGuard, VPNs).
+IFPATTERN_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\+\Z")
 CT_STATES = ("new", "established", "related", "invalid", "untracked")
 FORWARD_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
 FORWARD_ACTIONS = ("accept", "drop", "reject")
@@ -39,6 +44,20 @@ PF_PROTOCOLS = ("tcp", "udp", "tcp_udp")
 # is always let in where input is filtered: IPv6 needs it to find its neighbours).
 INPUT_PROTOCOLS = ("tcp", "udp", "tcp_udp", "icmp")
 # Conntrack helpers the kernel ships, with the protocol they follow.
+LIMIT_PROTOCOLS = ("tcp", "udp", "any")
+LIMIT_ACTIONS = ("reject", "drop")
+NPT_MAX_PREFIX = 64  # ip6tables' SNPT/DNPT take no longer prefix
+# The per-rule timeouts a masquerade or snat entry may set, with the protocol and the
+# connection state each one applies to (the keys of the global ipmasq_conntrack_timeouts).
+TIMEOUT_KEYS = {
+    "tcp_syn_sent": ("tcp", "syn_sent"), "tcp_syn_recv": ("tcp", "syn_recv"),
+    "tcp_established": ("tcp", "established"), "tcp_fin_wait": ("tcp", "fin_wait"),
+    "tcp_close_wait": ("tcp", "close_wait"), "tcp_last_ack": ("tcp", "last_ack"),
+    "tcp_time_wait": ("tcp", "time_wait"), "tcp_close": ("tcp", "close"),
+    "udp": ("udp", "unreplied"), "udp_stream": ("udp", "replied"),
+}
+TIMEOUT_KEYS_BY_STATE = dict((value, key) for key, value in TIMEOUT_KEYS.items())
+TIMEOUT_MAX = 2147483  # seconds; the kernel keeps timeouts in 32-bit jiffies
 HELPER_PROTOCOLS = {
     "amanda": ("udp",), "ftp": ("tcp",), "irc": ("tcp",),
     "netbios-ns": ("udp",), "pptp": ("tcp",), "sane": ("tcp",), "sip": ("tcp", "udp"),
@@ -49,8 +68,24 @@ HELPER_PROTOCOLS = {
 # _netbios_ns): ip6tables refuses them, so they are never rendered for IPv6.
 IPV4_ONLY_HELPERS = frozenset(("irc", "netbios-ns", "pptp", "snmp"))
 
-Masquerade = namedtuple("Masquerade", "source out_interface comment")
-Snat = namedtuple("Snat", "source out_interface to_address comment")
+# ports: the source ports NAT picks from ("1024-65535"); random_fully, persistent: how it
+# picks them and the address (persistent: a client keeps one address of a pool); timeouts:
+# ((key, seconds), ...) sorted, for the connections from ``source`` (see TIMEOUT_KEYS).
+Masquerade = namedtuple("Masquerade", "source out_interface comment ports random_fully timeouts")
+Masquerade.__new__.__defaults__ = (None, False, None)
+Snat = namedtuple("Snat",
+                  "source out_interface to_address comment ports random_fully persistent timeouts")
+Snat.__new__.__defaults__ = (None, False, False, None)
+# 1:1 NAT: ``external`` and ``internal`` are addresses, or networks of one prefix length
+# mapped address for address (NETMAP).
+StaticNat = namedtuple("StaticNat", "interface external internal source hairpin comment")
+# IPv6 network prefix translation (RFC 6296): ``internal`` leaves by ``interface`` as
+# ``external``, and back.
+Npt = namedtuple("Npt", "interface internal external comment")
+# MAXCON: ``per_address`` connections at most from each host of ``source``.
+ConnectionLimit = namedtuple("ConnectionLimit", "source per_address protocol action")
+STATIC_NAT_FIELDS = StaticNat._fields
+NPT_FIELDS = Npt._fields
 PortForward = namedtuple(
     "PortForward", "in_interface protocol port to_address to_port source hairpin comment")
 Forward = namedtuple(
@@ -75,6 +110,12 @@ def identity(kind, entry):
         return entry
     if kind == "input":
         return (entry.in_interface, entry.protocol, entry.port, entry.source)
+    if kind == "static_nat":
+        return (entry.interface, entry.external)
+    if kind == "npt":
+        return (entry.interface, entry.internal)
+    if kind == "connection_limits":
+        return (entry.source, entry.protocol)
     return entry._replace(comment=None)  # forward: the whole rule but its comment
 
 
@@ -132,6 +173,11 @@ def _bool(where, field, value):
         _fail(where, field, value, "must be true or false")
 
 
+def is_pattern(interface):
+    """Whether an interface field names a pattern ("ppp+") rather than one interface."""
+    return isinstance(interface, str) and interface.endswith("+")
+
+
 def _interface(where, field, value, required=False):
     if _absent(where, field, value, required):
         return None
@@ -140,10 +186,14 @@ def _interface(where, field, value, required=False):
         _fail(where, field, value, "must be an interface name")
     if len(value) > IFNAME_MAX:
         _fail(where, field, value, "is longer than %d characters" % IFNAME_MAX)
-    if not IFNAME_RE.match(value) or value in (".", ".."):  # \Z: no trailing newline
+    if value == "+":
+        _fail(where, field, value, "a pattern needs the start of the names it matches, "
+              "as in ppp+ (omit the field to match every interface)")
+    if not (IFNAME_RE.match(value) or IFPATTERN_RE.match(value)) \
+            or value in (".", ".."):  # \Z: no trailing newline
         _fail(where, field, value,
-              "may contain only letters, digits and _ . - (no spaces, quotes, ':', '/' "
-              "or wildcards)")
+              "may contain only letters, digits and _ . - (no spaces, quotes, ':' or '/'), "
+              "and a pattern only a + at the end (ppp+)")
     return value
 
 
@@ -299,18 +349,120 @@ def _known_keys(where, raw, allowed):
                           % (where, ", ".join(_name(k) for k in unknown), ", ".join(allowed)))
 
 
+def _timeouts(where, value, source):
+    """{key: seconds} -> ((key, seconds), ...) sorted by key, or None."""
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, dict):
+        _fail(where, "timeouts", value, "must be a dictionary of seconds by connection state, "
+              "for example {tcp_established: 960, udp: 30}")
+    out = []
+    for key in sorted(value, key=str):
+        if key not in TIMEOUT_KEYS:
+            _fail(where, "timeouts", key, "is not a timeout a rule can set (known: %s)"
+                  % ", ".join(sorted(TIMEOUT_KEYS)))
+        seconds = value[key]
+        if isinstance(seconds, bool) or not (isinstance(seconds, int) or isinstance(
+                seconds, str) and seconds.isdigit()) or not 1 <= int(seconds) <= TIMEOUT_MAX:
+            _fail(where, "timeouts.%s" % key, seconds,
+                  "must be a whole number of seconds from 1 to %d" % TIMEOUT_MAX)
+        out.append((key, int(seconds)))
+    if source is None:
+        _fail(where, "timeouts", value, "apply to the connections from the entry's source: "
+              "set source")
+    return tuple(out)
+
+
 def _build_nat(kind, where, raw, partial):
-    fields = ("source", "out_interface", "comment") + (("to_address",) if kind == "snat" else ())
+    fields = ("source", "out_interface", "comment", "ports", "random_fully", "timeouts") + (
+        ("to_address", "persistent") if kind == "snat" else ())
     _known_keys(where, raw, fields)
     source = _network(where, "source", raw.get("source"))
     out_if = _interface(where, "out_interface", raw.get("out_interface"), required=True)
     comment = _comment(where, raw.get("comment"))
+    ports = _ports(where, "ports", raw.get("ports"), required=False)
+    random_fully = _bool(where, "random_fully", _get(raw, "random_fully", False))
+    timeouts = _timeouts(where, raw.get("timeouts"), source)
     if kind == "masquerade":
-        return [Masquerade(source, out_if, comment)]
+        return [Masquerade(source, out_if, comment, ports, random_fully, timeouts)]
+    persistent = _bool(where, "persistent", _get(raw, "persistent", False))
     to = raw.get("to_address")
     to = None if partial and not to else _host_or_range(where, "to_address", to)
     _same_family(where, [("source", source), ("to_address", to)])
-    return [Snat(source, out_if, to, comment)]
+    return [Snat(source, out_if, to, comment, ports, random_fully, persistent, timeouts)]
+
+
+def _host_or_network(where, field, value):
+    """An address, or a network (CIDR) for a mapping address for address; a /32 or /128
+    is its address."""
+    _absent(where, field, value, required=True)
+    text = str(value)
+    if "/" not in text:
+        return str(_unicast(where, field, text))
+    net = _network(where, field, text)
+    if net.endswith("/32") or net.endswith("/128"):
+        return str(_unicast(where, field, net.split("/")[0]))
+    return net
+
+
+def _prefix_length(address):
+    return int(address.split("/")[1]) if "/" in address else (128 if ":" in address else 32)
+
+
+def _build_static_nat(where, raw, partial):
+    _known_keys(where, raw, STATIC_NAT_FIELDS)
+    interface = _interface(where, "interface", raw.get("interface"), required=True)
+    external = _host_or_network(where, "external", raw.get("external"))
+    internal = None if partial and not raw.get("internal") else \
+        _host_or_network(where, "internal", raw.get("internal"))
+    source = _network(where, "source", raw.get("source"))
+    hairpin = _bool(where, "hairpin", _get(raw, "hairpin", False))
+    comment = _comment(where, raw.get("comment"))
+    _same_family(where, [("external", external), ("internal", internal), ("source", source)])
+    if internal is not None and _prefix_length(external) != _prefix_length(internal):
+        _fail(where, "internal", raw.get("internal"),
+              "must be as long a prefix as external %s (mapped address for address)"
+              % external)
+    return [StaticNat(interface, external, internal, source, hairpin, comment)]
+
+
+def _build_npt(where, raw, partial):
+    _known_keys(where, raw, NPT_FIELDS)
+    interface = _interface(where, "interface", raw.get("interface"), required=True)
+    prefixes = {}
+    for field in ("internal", "external"):
+        value = raw.get(field)
+        if field == "external" and partial and not value:
+            prefixes[field] = None
+            continue
+        net = _network(where, field, value, required=True)
+        if family_of(net) != 6:
+            _fail(where, field, value, "must be an IPv6 prefix (NPTv6 translates IPv6 only)")
+        if _prefix_length(net) > NPT_MAX_PREFIX:
+            _fail(where, field, value, "must be a prefix of /%d or shorter" % NPT_MAX_PREFIX)
+        prefixes[field] = net
+    internal, external = prefixes["internal"], prefixes["external"]
+    if external is not None and _prefix_length(internal) != _prefix_length(external):
+        _fail(where, "external", raw.get("external"),
+              "must be as long a prefix as internal %s" % internal)
+    return [Npt(interface, internal, external, _comment(where, raw.get("comment")))]
+
+
+def _build_connection_limit(where, raw, partial):
+    _known_keys(where, raw, ConnectionLimit._fields)
+    source = _network(where, "source", raw.get("source"), required=True)
+    count = raw.get("per_address")
+    if partial and count is None:
+        count = None
+    elif isinstance(count, bool) or not (isinstance(count, int) or isinstance(
+            count, str) and count.isdigit()) or not 1 <= int(count) <= 1000000:
+        _fail(where, "per_address", count,
+              "must be a whole number of connections from 1 to 1000000")
+    else:
+        count = int(count)
+    proto = _choice(where, "protocol", _get(raw, "protocol", "any"), LIMIT_PROTOCOLS)
+    action = _choice(where, "action", _get(raw, "action", "reject"), LIMIT_ACTIONS)
+    return [ConnectionLimit(source, count, proto, action)]
 
 
 def _build_port_forward(where, raw, partial):
@@ -324,6 +476,9 @@ def _build_port_forward(where, raw, partial):
     source = _network(where, "source", raw.get("source"))
     hairpin = _bool(where, "hairpin", _get(raw, "hairpin", False))
     comment = _comment(where, raw.get("comment"))
+    if hairpin and is_pattern(in_if):
+        _fail(where, "hairpin", raw.get("hairpin"), "needs the addresses of one interface, "
+              "but in_interface %s is a pattern: name the interface" % in_if)
     _same_family(where, [("to_address", to_addr), ("source", source)])
     if to_port is not None:
         (lo, hi), (tlo, thi) = parse_ports(port), parse_ports(to_port)
@@ -403,6 +558,9 @@ _BUILDERS = {
     "forward": _build_forward,
     "helpers": _build_helper,
     "input": _build_input,
+    "static_nat": _build_static_nat,
+    "npt": _build_npt,
+    "connection_limits": _build_connection_limit,
 }
 
 
@@ -432,7 +590,7 @@ def build_config(config, partial=False):
     if unknown:
         raise ConfigError("config: unknown kind %s (allowed: %s)"
                           % (", ".join(_name(k) for k in unknown), ", ".join(KINDS)))
-    out = {}
+    out, placed = {}, {}
     for kind in KINDS:
         if kind not in config or config[kind] is None:
             continue
@@ -453,8 +611,73 @@ def build_config(config, partial=False):
                 wheres.append(where)
         if kind == "port_forwards":
             _check_port_overlap(entries, wheres)
+        if kind == "static_nat":
+            _check_network_overlap(entries, wheres, "internal", same_interface=False)
+            _check_network_overlap(entries, wheres, "external", same_interface=True)
+        if kind == "npt":
+            _check_network_overlap(entries, wheres, "internal", same_interface=True)
+            _check_network_overlap(entries, wheres, "external", same_interface=True)
         out[kind] = canonical(kind, entries)
+        placed[kind] = list(zip(entries, wheres))
+    _check_timeouts_per_source(placed)
     return out
+
+
+def check_ruleset(ruleset):
+    """The checks across entries, on a whole ruleset (the one a merged or replaced run
+    leaves: the entries given and the ones on the host together). Errors name an entry by
+    its identity, since it may not be one the user gave."""
+    def where(kind, entry):
+        return "%s (%s)" % (kind, ", ".join(
+            "%s %s" % (name, value) for name, value in zip(
+                _identity_text(kind).replace(" and ", ", ").split(", "),
+                identity(kind, entry)) if value is not None))
+    placed = dict((kind, [(e, where(kind, e)) for e in ruleset.get(kind, ())])
+                  for kind in ("masquerade", "snat"))
+    _check_timeouts_per_source(placed)
+    for kind, fields in (("static_nat", (("internal", False), ("external", True))),
+                         ("npt", (("internal", True), ("external", True)))):
+        entries = list(ruleset.get(kind, ()))
+        for field, same_interface in fields:
+            _check_network_overlap(entries, [where(kind, e) for e in entries], field,
+                                   same_interface)
+
+
+def _check_network_overlap(entries, wheres, field, same_interface):
+    """Two entries must not map overlapping ``field`` networks (on one interface, with
+    ``same_interface``): one host would have two mappings."""
+    seen = []
+    for entry, where in zip(entries, wheres):
+        value = getattr(entry, field)
+        if value is None:
+            continue
+        net = ipaddress.ip_network(value)
+        for other, other_where in seen:
+            if (not same_interface or other.interface == entry.interface) and \
+                    ipaddress.ip_network(getattr(other, field)).overlaps(net):
+                raise ConfigError("%s.%s: overlaps %s.%s%s (got %s and %s)" % (
+                    where, field, other_where, field,
+                    " on %s" % entry.interface if same_interface else "",
+                    echo(value), echo(getattr(other, field))))
+        seen.append((entry, where))
+
+
+def _check_timeouts_per_source(placed):
+    """Per-rule timeouts apply to every connection from a source: all the masquerade and
+    snat entries of one source must set the same ones."""
+    seen = {}
+    for kind in ("masquerade", "snat"):
+        for entry, where in placed.get(kind, ()):
+            if entry.source is None:
+                continue
+            first = seen.setdefault(entry.source, (entry.timeouts, where))
+            if first[0] != entry.timeouts:
+                raise ConfigError(
+                    "%s.timeouts: differs from %s.timeouts for the same source %s; timeouts "
+                    "apply to every connection from a source, so its entries must agree "
+                    "(got %s and %s)" % (where, first[1], entry.source,
+                                         echo(dict(entry.timeouts or ())),
+                                         echo(dict(first[0] or ()))))
 
 
 def interface_uses(config):
@@ -464,7 +687,7 @@ def interface_uses(config):
     for kind in KINDS:
         entries = (config or {}).get(kind) or []
         for index, raw in enumerate(entries if isinstance(entries, list) else ()):
-            for field in ("in_interface", "out_interface"):
+            for field in ("in_interface", "out_interface", "interface"):
                 value = _number_as_text(raw.get(field)) if isinstance(raw, dict) else None
                 if isinstance(value, str) and value and not value.endswith("+"):
                     out.setdefault(value, []).append("%s[%d].%s" % (kind, index, field))
@@ -476,6 +699,8 @@ def _identity_text(kind):
         "masquerade": "source and out_interface", "snat": "source and out_interface",
         "port_forwards": "in_interface, protocol and port", "helpers": "helper, protocol and port",
         "forward": "match and action", "input": "in_interface, protocol, port and source",
+        "static_nat": "interface and external", "npt": "interface and internal",
+        "connection_limits": "source and protocol",
     }[kind]
 
 
@@ -490,6 +715,11 @@ def _input_sort_key(entry):
     source = ipaddress.ip_network(entry.source) if entry.source else None
     return (entry.in_interface, entry.protocol, parse_ports(entry.port) if entry.port else (0, 0),
             (source.version, int(source.network_address), source.prefixlen) if source else (0,))
+
+
+def _net_key(text):
+    net = ipaddress.ip_network(text) if text else None
+    return (net.version, int(net.network_address), net.prefixlen) if net else (0, 0, 0)
 
 
 def canonical(kind, entries):
@@ -508,6 +738,11 @@ def canonical(kind, entries):
         return tuple(sorted(entries, key=lambda h: (h.helper, h.protocol, parse_ports(h.port))))
     if kind == "input":
         return tuple(sorted(entries, key=_input_sort_key))
+    if kind in ("static_nat", "npt"):
+        return tuple(sorted(entries, key=lambda e: (e.interface, _net_key(e.external
+                                                                          or e.internal))))
+    if kind == "connection_limits":
+        return tuple(sorted(entries, key=lambda e: (_net_key(e.source), e.protocol)))
     out, run = [], []
     for entry in list(entries) + [None]:
         fam = entry and family_of(entry.source, entry.destination)
@@ -549,6 +784,8 @@ def entry_to_dict(kind, entry):
         d["port"] = int(d["port"])
     if kind == "input" and d["port"] and d["port"].isdigit():
         d["port"] = int(d["port"])
+    if kind in ("masquerade", "snat"):
+        d["timeouts"] = dict(entry.timeouts) if entry.timeouts else None
     return _drop_none(d)
 
 

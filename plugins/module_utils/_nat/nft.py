@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -36,10 +37,13 @@ CHAIN_TYPES = {
     "forward": "type filter hook forward priority filter; policy accept;",
     "helpers": "type filter hook prerouting priority filter; policy accept;",
     "input": "type filter hook input priority filter; policy accept;",
+    # prefix translation first: the first NAT chain that maps a connection decides
+    "npt_in": "type nat hook prerouting priority dstnat - 10; policy accept;",
+    "npt_out": "type nat hook postrouting priority srcnat - 10; policy accept;",
 }
 # Chains declared only while they hold rules: a gateway that filters no input keeps the
 # table it had before the chain existed.
-OPTIONAL_CHAINS = ("input",)
+OPTIONAL_CHAINS = ("input", "npt_in", "npt_out")
 LOOKUPS = True  # single-port forwards live in the maps (see rules.to_rules)
 MAPS = {
     "fwd4": ("ip", "type ifname . inet_proto . inet_service : ipv4_addr . inet_service;"),
@@ -61,6 +65,16 @@ _MAP_FAMILY = {"fwd4": 4, "fwd6": 6}
 # hairpin address sets: "hp4_eth0" holds the IPv4 addresses of eth0
 SET_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
 _SET_NAME = re.compile(r"^hp([46])_(.+)\Z")
+# connection limits: the hosts of a source and their connections (``ct count``), a set per
+# rule, named after its family and a hash of its source and protocol
+_LIMIT_SET = re.compile(r"^cl([46])_[0-9a-f]{12}\Z")
+_NAT_FLAGS_IN = ("fully-random", "persistent", "netmap")  # netmap: nft's word for prefix
+
+
+def limit_set(rule):
+    """The set that counts the connections of a connection-limit rule's hosts."""
+    digest = hashlib.sha1(("%s %s" % (rule.saddr, rule.proto)).encode()).hexdigest()
+    return "cl%d_%s" % (r.rule_family(rule), digest[:12])
 
 
 def set_name(family, interface):
@@ -100,6 +114,8 @@ def layout(chains, lookups, addresses=None):
     objects = set(("chain", c) for c in r.CHAINS if out[c] or c not in OPTIONAL_CHAINS)
     objects |= set(("map", n) for n in MAPS)
     objects |= set(("ct helper", _helper_name(h)) for h in out["helpers"] if h.helper)
+    objects |= set(("ct timeout", r.timeout_name(x)) for x in out["helpers"] if x.ct_timeout)
+    objects |= set(("set", limit_set(x)) for x in out["forward"] if x.ct_count)
     objects |= set(("set", n) for n in sets)
     return State(True, frozenset(objects), out, elements, sets)
 
@@ -138,6 +154,16 @@ def _q(text):
     return '"%s"' % text
 
 
+def _ifname(name):
+    """An interface as nft matches it: a pattern "ppp+" is "ppp*" there."""
+    return _q(name[:-1] + "*" if name.endswith("+") else name)
+
+
+def _ifname_in(name):
+    """The interface of a rule read from nft: "ppp*" is our pattern "ppp+"."""
+    return name[:-1] + "+" if isinstance(name, str) and name.endswith("*") else name
+
+
 def _addr(family_kw, field, value):
     """nft prints a host route as the bare address."""
     host = "/128" if family_kw == "ip6" else "/32"
@@ -147,7 +173,29 @@ def _addr(family_kw, field, value):
 def _nat_target(addr, port):
     if port is None:
         return addr
-    return ("[%s]:%s" if ":" in addr else "%s:%s") % (addr, port)
+    if ":" in addr:  # IPv6: each end of a range in brackets, then the ports
+        return "%s:%s" % ("-".join("[%s]" % a for a in addr.split("-")), port)
+    return "%s:%s" % (addr, port)
+
+
+def _nat_statement(rule, fam):
+    """The NAT verdict of a rule: a prefix (NETMAP) when to_addr has a length."""
+    flags = " %s" % ",".join(rule.nat_flags) if rule.nat_flags else ""
+    if rule.verdict == "masquerade":
+        return "masquerade%s%s" % (" to :%s" % rule.to_port if rule.to_port else "", flags)
+    if "/" in rule.to_addr:
+        return "%s %s prefix to %s" % (rule.verdict, fam, rule.to_addr)
+    return "%s %s to %s%s" % (rule.verdict, fam, _nat_target(rule.to_addr, rule.to_port), flags)
+
+
+def _timeout_decl(rule, table=""):
+    """The ct timeout object a timeout rule uses; its comment holds the policy as given
+    (nft lists a policy without the states at their default values)."""
+    text = r.timeout_text(rule)
+    return 'ct timeout %s%s { protocol %s; l3proto %s; policy = { %s }; comment "%s"; }' % (
+        table and table + " ", r.timeout_name(rule), rule.proto,
+        "ip6" if r.rule_family(rule) == 6 else "ip",
+        ", ".join("%s: %d" % pair for pair in rule.ct_timeout), text)
 
 
 def rule_text(rule):
@@ -161,7 +209,7 @@ def rule_text(rule):
     fam = "ip6" if r.rule_family(rule) == 6 else "ip"
     out = []
     if rule.iif:
-        out.append("iifname %s%s" % ("!= " if rule.iif_neg else "", _q(rule.iif)))
+        out.append("iifname %s%s" % ("!= " if rule.iif_neg else "", _ifname(rule.iif)))
     if rule.saddr:
         out.append(_addr(fam, "saddr", rule.saddr))
     if rule.daddr:
@@ -169,7 +217,7 @@ def rule_text(rule):
     if rule.local_if:
         out.append("%s daddr @%s" % (fam, set_name(4 if fam == "ip" else 6, rule.local_if)))
     if rule.oif:
-        out.append("oifname %s" % _q(rule.oif))
+        out.append("oifname %s" % _ifname(rule.oif))
     if rule.local_dst:
         out.append("fib daddr type local")
     if rule.proto and rule.dport:
@@ -180,13 +228,15 @@ def rule_text(rule):
         out.append("ct state %s" % ",".join(rule.ct_state))
     if rule.ct_dnat:
         out.append("ct status dnat")
+    if rule.ct_count:
+        out.append("add @%s { %s saddr ct count over %s }" % (limit_set(rule), fam, rule.ct_count))
     out.append("counter")
-    if rule.verdict == "snat":
-        out.append("snat %s to %s" % (fam, rule.to_addr))
-    elif rule.verdict == "dnat":
-        out.append("dnat %s to %s" % (fam, _nat_target(rule.to_addr, rule.to_port)))
+    if rule.verdict in ("snat", "dnat", "masquerade"):
+        out.append(_nat_statement(rule, fam))
     elif rule.verdict == "helper":
         out.append("ct helper set %s" % _q(_helper_name(rule)))
+    elif rule.verdict == "timeout":
+        out.append("ct timeout set %s" % _q(r.timeout_name(rule)))
     else:
         out.append(rule.verdict)
     if rule.comment:
@@ -209,7 +259,14 @@ def _element(port, addr, to_port, comment):
 
 
 def _set_decl(name):
+    limit = _LIMIT_SET.match(name)
+    if limit:  # its elements are the hosts the kernel counts: never written by us
+        return "type %s; size 65535; flags dynamic;" % SET_TYPES[int(limit.group(1))]
     return "type %s;" % SET_TYPES[int(_SET_NAME.match(name).group(1))]
+
+
+def _timeout_rules(state):
+    return dict((r.timeout_name(x), x) for x in state.chains.get("helpers", ()) if x.ct_timeout)
 
 
 def _set_members(addresses):
@@ -223,6 +280,8 @@ def _object_decl(kind, name, state):
         return "add map %s %s { %s counter; }" % (TABLE, name, MAPS[name][1])
     if kind == "set":
         return "add set %s %s { %s }" % (TABLE, name, _set_decl(name))
+    if kind == "ct timeout":
+        return "add " + _timeout_decl(_timeout_rules(state)[name], TABLE)
     return "add " + _helper_decl(name, TABLE)
 
 
@@ -232,9 +291,14 @@ def render_full(state):
     if not has_rules(state):
         return "\n".join(lines) + "\n"
     lines.append("table %s {" % TABLE)
+    timeouts = _timeout_rules(state)
     for kind, name in sorted(state.objects):
         if kind == "ct helper":
             lines.append("\t" + _helper_decl(name))
+        elif kind == "ct timeout":
+            lines.append("\t" + _timeout_decl(timeouts[name]))
+        elif kind == "set" and _LIMIT_SET.match(name):
+            lines.extend(["\tset %s {" % name, "\t\t%s" % _set_decl(name), "\t}"])
     for name in sorted(MAPS):
         elems = sorted(state.elements[name].items())
         lines.append("\tmap %s {" % name)
@@ -285,7 +349,7 @@ def render_changes(have, want):
     cmds.extend(_object_decl(k, n, want) for k, n in sorted(want.objects - have.objects)
                 if k in ("chain", "map", "set"))
     cmds.extend(_object_decl(k, n, want) for k, n in sorted(want.objects - have.objects)
-                if k == "ct helper")
+                if k in ("ct helper", "ct timeout"))
     for name in sorted(MAPS):
         old, new = have.elements.get(name, {}), want.elements[name]
         # sort only what differs: the maps may hold 100,000 elements
@@ -313,7 +377,8 @@ def render_changes(have, want):
                         for x in want.chains[chain])
     # after the rules that used them are gone (our optional chains: flushed above)
     cmds.extend("delete %s %s %s" % (k, TABLE, _object_name(n))
-                for k, n in sorted(have.objects - want.objects) if k in ("ct helper", "set")
+                for k, n in sorted(have.objects - want.objects)
+                if k in ("ct helper", "ct timeout", "set")
                 or k == "chain" and n in OPTIONAL_CHAINS)
     return cmds
 
@@ -350,7 +415,7 @@ def _json_rule(chain, expr, comment):
                 name = "iif" if left["meta"]["key"] == "iifname" else "oif"
                 if neg and name == "oif":
                     raise _Unknown(stmt)
-                f[name], f["iif_neg"] = right, neg or f.get("iif_neg", False)
+                f[name], f["iif_neg"] = _ifname_in(right), neg or f.get("iif_neg", False)
             elif "meta" in left and left["meta"]["key"] == "l4proto" and not neg:
                 f["proto"] = _L4PROTO_IN.get(right, right)
             elif "payload" in left and left["payload"]["field"] in ("saddr", "daddr") and not neg:
@@ -367,18 +432,32 @@ def _json_rule(chain, expr, comment):
                 f["local_dst"] = True
             else:
                 raise _Unknown(stmt)
-        elif key in ("accept", "drop", "reject", "masquerade"):
+        elif key in ("accept", "drop", "reject"):
             f["verdict"] = key
-        elif key in ("snat", "dnat"):
+        elif key in ("snat", "dnat", "masquerade"):
+            body = body or {}
             addr = body.get("addr")
             if isinstance(addr, dict) and "map" in addr:
                 f["verdict"], f["helper"] = "map", addr["map"]["data"].lstrip("@")
                 continue
-            f["verdict"], f["to_addr"] = key, _json_value(addr)
+            f["verdict"] = key
+            if key != "masquerade":
+                f["to_addr"] = _json_value(addr)
+                if "netmap" in str(body.get("flags")):
+                    f["to_addr"] = _prefix(f["to_addr"])
             if body.get("port") is not None:
                 f["to_port"] = str(_json_value(body["port"]))
+            _nat_flags(f, body.get("flags"))
         elif key == "ct helper":
             f["verdict"], f["helper"] = "helper", _helper_of(body)
+        elif key == "ct timeout":
+            f["verdict"], f["ct_timeout"] = "timeout", body
+        elif key == "set" and body.get("op") == "add" and body.get("stmt"):
+            (counter,), elem = body["stmt"], body["elem"]
+            if not ("ct count" in counter and counter["ct count"].get("inv") and
+                    elem.get("payload", {}).get("field") == "saddr"):
+                raise _Unknown(stmt)
+            f["ct_count"], f["_limit_set"] = str(counter["ct count"]["val"]), body["set"]
         elif key != "counter":
             raise _Unknown(stmt)
     return _finish(f, expr)
@@ -396,12 +475,25 @@ def _address_match(f, protocol, field, value):
         f[field] = value
 
 
+def _nat_flags(f, flags):
+    """NAT flags as nft gives them (a word, a list, or comma-separated) into ``f``."""
+    if isinstance(flags, str):
+        flags = flags.split(",")
+    flags = set(flags or ())
+    if flags - set(_NAT_FLAGS_IN):
+        raise _Unknown(flags)  # "random" and the like: not what the model writes
+    f["nat_flags"] = tuple(x for x in r.NAT_FLAGS if x in flags) or None
+
+
 def _finish(f, source):
     """The Rule that the fields read from ``source`` make; raises _Unknown."""
     set_family = f.pop("_set_family", None)
+    counted_in = f.pop("_limit_set", None)
     if "verdict" not in f:
         raise _Unknown(source)
     rule = r.normalize(r.Rule(**f))
+    if counted_in is not None and (not rule.saddr or counted_in.lstrip("@") != limit_set(rule)):
+        raise _Unknown(source)  # another set: rendered again, this rule would name ours
     if set_family is not None and r.rule_family(rule) != set_family:
         raise _Unknown(source)  # rendered again, it would name the other family's set
     return rule
@@ -441,7 +533,7 @@ def parse_json(text):
         raise r.ParseError("not nft -j output: nested too deeply")
     except (ValueError, KeyError, TypeError) as exc:
         raise r.ParseError("not nft -j output: %s" % str(exc)[:200])
-    state, objects, uncounted = empty_state(), set(), set()
+    state, objects, uncounted, timeouts = empty_state(), set(), set(), {}
     for item in items:
         (kind, body), = item.items()
         if kind == "metainfo" or body.get("family") != "inet" or \
@@ -449,14 +541,17 @@ def parse_json(text):
             continue
         if kind == "table":
             state = state._replace(present=True)
-        elif kind in ("chain", "map", "ct helper", "set"):
+        elif kind in ("chain", "map", "ct helper", "set", "ct timeout"):
             objects.add((kind, body["name"]))
             if kind == "map" and body["name"] in MAPS:
                 state.elements[body["name"]] = _json_elements(body.get("elem"))
                 if not any("counter" in x for x in body.get("stmt") or ()):
                     uncounted.add(body["name"])
-            if kind == "set":
+            if kind == "set" and not _LIMIT_SET.match(body["name"]):
                 state.sets[body["name"]] = _set_elements(body.get("elem"))
+            if kind == "ct timeout":
+                timeouts[body["name"]] = (body.get("protocol"), body.get("l3proto"),
+                                          body.get("comment"))
         elif kind == "rule":
             try:
                 rule = _json_rule(body["chain"], body["expr"], body.get("comment"))
@@ -466,7 +561,32 @@ def parse_json(text):
             if rule.verdict not in ("map", "unknown") and \
                     not any("counter" in x for x in body["expr"]):
                 uncounted.add(body["chain"])
+    _resolve_timeouts(state, timeouts)
     return state._replace(objects=frozenset(objects), uncounted=frozenset(uncounted))
+
+
+def _resolve_timeouts(state, timeouts):
+    """Give each ``ct timeout set`` rule the policy of its object ({name: (protocol,
+    l3proto, comment)}): the comment holds it, the name must be the one it makes."""
+    rules = state.chains.get("helpers", [])
+    for index, rule in enumerate(rules):
+        if rule.verdict != "timeout":
+            continue
+        proto, l3proto, text = timeouts.get(rule.ct_timeout, (None, None, None))
+        try:
+            policy = tuple((state_, int(seconds)) for state_, seconds in
+                           (pair.split("=") for pair in (text or "").split(",")))
+            read = rule._replace(ct_timeout=policy)
+            r.check_rule(read)
+            if (r.timeout_name(read), proto, l3proto) != (
+                    rule.ct_timeout, rule.proto, "ip6" if r.rule_family(rule) == 6 else "ip"):
+                raise ValueError(rule.ct_timeout)
+        except (ValueError, TypeError, r.RenderError):
+            read = r.Rule("helpers", verdict="unknown",
+                          comment="%s (ct timeout object %s)" % (
+                              rule_text(rule._replace(ct_timeout=None, verdict="accept")),
+                              rule.ct_timeout))
+        rules[index] = read
 
 
 # ---------------------------------------------------------------- parse: nft list (text)
@@ -486,7 +606,7 @@ def _text_rule(chain, tokens):
             neg = value == "!="
             if neg:
                 value = take()[0]
-            f["iif" if tok == "iifname" else "oif"] = value
+            f["iif" if tok == "iifname" else "oif"] = _ifname_in(value)
             if neg:
                 f["iif_neg"] = True
         elif tok in ("ip", "ip6"):
@@ -518,27 +638,40 @@ def _text_rule(chain, tokens):
                 f["ct_dnat"] = True
             elif key == "helper" and take()[0] == "set":
                 f["verdict"], f["helper"] = "helper", _helper_of(take()[0])
+            elif key == "timeout" and take()[0] == "set":
+                f["verdict"], f["ct_timeout"] = "timeout", take()[0]
             else:
                 raise _Unknown(tokens)
-        elif tok in ("accept", "drop", "masquerade"):
+        elif tok in ("accept", "drop"):
             f["verdict"] = tok
         elif tok == "reject":
             f["verdict"] = tok
             if tokens[nonlocal_i[0]:nonlocal_i[0] + 1] == ["with"]:
                 take(3)
+        elif tok == "masquerade":
+            f["verdict"] = tok
+            if tokens[nonlocal_i[0]:nonlocal_i[0] + 1] == ["to"]:
+                f["to_port"] = take(2)[1].lstrip(":")
+            _text_flags(f, tokens, take, nonlocal_i)
         elif tok in ("snat", "dnat"):
-            fam, to, target = take(3)
+            fam, to = take(2)
+            prefix = to == "prefix"
+            if prefix:
+                to = take()[0]
+            target = take()[0]
             if target == "iifname":
                 f["verdict"], f["helper"] = "map", tokens[-1].lstrip("@")
                 break
             f["verdict"] = tok
-            if target.startswith("["):
-                addr, port = target[1:].split("]:")
-            elif fam == "ip" and ":" in target:
-                addr, port = target.split(":")
-            else:
-                addr, port = target, None
-            f["to_addr"], f["to_port"] = addr, port
+            f["to_addr"], f["to_port"] = _split_target(fam, target)
+            if prefix:
+                f["to_addr"] = _prefix(f["to_addr"])
+            _text_flags(f, tokens, take, nonlocal_i)
+        elif tok == "add" and tokens[nonlocal_i[0] + 1:nonlocal_i[0] + 2] == ["{"]:
+            name, _brace, fam, field, ct, count, over, value, close = take(9)
+            if (field, ct, count, over, close) != ("saddr", "ct", "count", "over", "}"):
+                raise _Unknown(tokens)
+            f["ct_count"], f["_limit_set"] = value, name
         elif tok == "counter":
             if tokens[nonlocal_i[0]:nonlocal_i[0] + 1] == ["packets"]:
                 take(4)
@@ -547,6 +680,36 @@ def _text_rule(chain, tokens):
         else:
             raise _Unknown(tokens)
     return _finish(f, tokens)
+
+
+_TARGET = re.compile(r"^\[?([0-9A-Fa-f.:]+?)\]?(?:-\[?([0-9A-Fa-f.:]+?)\]?)?(?::([0-9-]+))?\Z")
+
+
+def _prefix(address):
+    """A prefix NAT target: newer nft prints a whole-address prefix as the bare address."""
+    if "/" in address:
+        return address
+    return address + ("/128" if ":" in address else "/32")
+
+
+def _split_target(fam, target):
+    """A NAT target as nft prints it -> (address or range or prefix, ports or None)."""
+    if "/" in target:
+        return target, None
+    if fam == "ip6" and "[" not in target:
+        return target, None  # an IPv6 address or range without ports
+    match = _TARGET.match(target)
+    if not match:
+        raise _Unknown(target)
+    lo, hi, ports = match.groups()
+    return (lo + "-" + hi if hi else lo), ports
+
+
+def _text_flags(f, tokens, take, position):
+    """The NAT flags word after a NAT statement ("fully-random,persistent"), if any."""
+    word = tokens[position[0]] if position[0] < len(tokens) else ""
+    if word and set(word.split(",")) <= set(_NAT_FLAGS_IN + ("random",)):
+        _nat_flags(f, take()[0])
 
 
 # A word: runs of non-space characters and "double-quoted strings" (which may hold spaces).
@@ -598,6 +761,8 @@ def _close_brace(text, quoted=False):
 
 def _block_elements(state, block, text):
     """The ``elements = { ... }`` text of map or set ``block`` into ``state``."""
+    if _LIMIT_SET.match(block or ""):
+        return  # the hosts the kernel counts for a connection limit
     if block in state.sets:
         state.sets[block] = _set_elements(w.rstrip(",") for w in text.split())
     else:
@@ -606,13 +771,20 @@ def _block_elements(state, block, text):
 
 def parse_text(text):
     """``nft list table inet ipmasq`` output, or a script we rendered -> State."""
-    state, objects, uncounted = empty_state(), set(), set()
+    state, objects, uncounted, timeouts = empty_state(), set(), set(), {}
     counted_maps = set()
     chain = block = None
     pending, quoted = None, False  # the lines of an element list not closed yet
     in_table = False
+    timeout_block = None  # [name, text] of a ct timeout object being read
     for raw in text.splitlines():
         line = raw.strip()
+        if timeout_block is not None:
+            timeout_block[1] += " " + line
+            if line == "}":
+                timeouts[timeout_block[0]] = _timeout_fields(timeout_block[1])
+                timeout_block = None
+            continue
         if pending is not None:
             # scan only the new line: rescanning all of pending would be quadratic
             end, quoted = _close_brace(line, quoted)
@@ -637,8 +809,15 @@ def parse_text(text):
         elif words[0] in ("chain", "map", "set") and line.endswith("{"):
             chain, block = (words[1], None) if words[0] == "chain" else (None, words[1])
             objects.add((words[0], words[1]))
-            if words[0] == "set":
+            if words[0] == "set" and not _LIMIT_SET.match(words[1]):
                 state.sets[words[1]] = frozenset()
+        elif line.startswith("ct timeout "):
+            objects.add(("ct timeout", words[2]))
+            chain = block = None
+            if line.endswith("}"):  # on one line, as render_full writes it
+                timeouts[words[2]] = _timeout_fields(line)
+            else:
+                timeout_block = [words[2], line]
         elif line.startswith("ct helper "):
             objects.add(("ct helper", words[2]))
             chain = block = None
@@ -666,6 +845,7 @@ def parse_text(text):
         raise r.ParseError("map %s: the element list never ends (%s)" % (
             block, "a quote is not closed" if quoted else "no closing brace"))
     uncounted.update(n for k, n in objects if k == "map" and n in MAPS and n not in counted_maps)
+    _resolve_timeouts(state, timeouts)
     return state._replace(objects=frozenset(objects), uncounted=frozenset(uncounted))
 
 
@@ -673,6 +853,13 @@ def _has_counter(words):
     """Whether a rule split into words has a counter statement (not a comment "counter")."""
     return any(w == "counter" and (i == 0 or words[i - 1] != "comment")
                for i, w in enumerate(words))
+
+
+def _timeout_fields(text):
+    """(protocol, l3proto, comment) of a ct timeout object as nft prints it."""
+    found = [re.search(pattern, text) for pattern in
+             (r"\bprotocol (\w+)", r"\bl3proto (\w+)", r'\bcomment "([^"]*)"')]
+    return tuple(match.group(1) if match else None for match in found)
 
 
 def parse(text, builtins=False):

@@ -31,7 +31,9 @@ CODECS = {"nftables": nft, "iptables": iptables}
 def want_state(codec, ruleset, addresses=None):
     """A ruleset -> the backend State that holds it (forwards in lookup tables if it has
     any; hairpin sets filled with ``addresses``, {interface: addresses}, empty without)."""
-    return codec.layout(*rules.to_rules(ruleset, lookups=codec.LOOKUPS), addresses=addresses)
+    return codec.layout(*rules.to_rules(ruleset, lookups=codec.LOOKUPS,
+                                        stateless_npt=getattr(codec, "STATELESS_NPT", False)),
+                        addresses=addresses)
 
 
 def read_model(codec, state):
@@ -122,7 +124,12 @@ def plan_change(codec, state_name, have_state, config, addresses_of=_no_addresse
     if before is None:
         before, _foreign = read_model(codec, have_state)
     after = diff.after_state(state_name, before, config)
-    want = want_state(codec, after, addresses_of(rules.hairpin_interfaces(after)))
+    m.check_ruleset(after)  # raises ConfigError, e.g. merged timeouts that disagree
+    hairpin = rules.hairpin_interfaces(after)
+    published = rules.static_forward_interfaces(after)
+    addresses = addresses_of(sorted(set(hairpin) | set(published)))
+    rules.check_static_addresses(after, addresses)
+    want = want_state(codec, after, dict((name, addresses.get(name, ())) for name in hairpin))
     return before, after, want, codec.render_changes(have_state, want)
 
 
@@ -152,6 +159,9 @@ def run(module):
     try:
         if state == "rendered":
             backend = "iptables" if p["backend"] == "iptables" else "nftables"
+            refused = _refused(backend, config)
+            if refused:
+                return refused
             ruleset = m.empty_ruleset()
             ruleset.update(config)
             text = CODECS[backend].render_full(want_state(CODECS[backend], ruleset))
@@ -177,8 +187,21 @@ def run(module):
         return {"failed": True, "changed": False, "msg": "nothing was changed: %s" % exc}
     except coexist.DecisionError as exc:
         return {"failed": True, "changed": False, "msg": str(exc)}
+    except m.ConfigError as exc:
+        return {"failed": True, "changed": False,
+                "msg": "invalid config together with the rules on the host, nothing was "
+                       "changed: %s" % exc}
     except HostError as exc:
         return {"failed": True, "changed": False, "msg": str(exc)}
+
+
+def _refused(backend, config):
+    """The result for a config the backend cannot apply (before any change), or None."""
+    why = iptables.unsupported(config) if backend == "iptables" else None
+    if why:
+        return {"failed": True, "changed": False, "backend": backend,
+                "msg": "invalid config for the %s backend: %s" % (backend, why)}
+    return None
 
 
 def _confirm(host, token, confirm):
@@ -245,6 +268,9 @@ def _change(module, host, decision, state, config):
     backend, have_state = decision.backend, decision.have
     codec = CODECS[backend]
     if state != "deleted":
+        refused = _refused(backend, config)  # what this backend cannot do, before any change
+        if refused:
+            return refused
         uses = m.interface_uses(p["config"])
         for text in missing_interface_warnings(uses, host.missing_interfaces(sorted(uses))):
             module.warn(text)

@@ -22,11 +22,14 @@ from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model
 # The kinds each role owns: it passes them all to nat_rules with state replaced, so the
 # roles compose in any order and a single role never undoes another's rules.
 # The masquerade role owns the WAN side's filter (forward and input), the gateway role all.
+# The masquerade role: the LAN's way out (and NPT, and the LAN hosts' connection limits);
+# the port_forward role: what is published inside (port forwards and 1:1 NAT).
 ROLE_KINDS = {
-    "masquerade": ("masquerade", "snat", "forward", "input"),
-    "port_forward": ("port_forwards",),
+    "masquerade": ("masquerade", "snat", "forward", "input", "npt", "connection_limits"),
+    "port_forward": ("port_forwards", "static_nat"),
     "forwarding": ("helpers",),
-    "gateway": ("masquerade", "snat", "forward", "port_forwards", "helpers", "input"),
+    "gateway": ("masquerade", "snat", "forward", "port_forwards", "helpers", "input",
+                "static_nat", "npt", "connection_limits"),
 }
 # Roles that own the kernel settings and the boot unit.
 KERNEL_ROLES = ("forwarding", "gateway")
@@ -38,6 +41,8 @@ VARIABLES = (
     "ipmasq_conntrack_max", "ipmasq_conntrack_timeouts", "ipmasq_helpers",
     "ipmasq_rollback_timeout", "ipmasq_conntrack_flush", "ipmasq_persist", "ipmasq_wan_input",
     "ipmasq_foreign_forward_drop", "ipmasq_adopt",
+    "ipmasq_static_nat", "ipmasq_npt", "ipmasq_client_connection_limit",
+    "ipmasq_masquerade_timeouts",
 )
 # The variables a role cannot do without (no silent ppp0 or 192.168.10.0/24).
 REQUIRED = {
@@ -130,12 +135,18 @@ def _nat_rules(variables, role):
     config = dict((kind, []) for kind in kinds)
     if "masquerade" in kinds:
         snat_to = variables.get("ipmasq_snat_address") or ""
+        timeouts = _dict(variables, "ipmasq_masquerade_timeouts")
+        limit = _connection_limit(variables)
         for network in _list(variables, "ipmasq_lan_networks"):
+            entry = {"source": network, "out_interface": wan}
+            if timeouts:
+                entry["timeouts"] = dict(timeouts)
             if snat_to:
-                config["snat"].append({"source": network, "out_interface": wan,
-                                       "to_address": snat_to})
+                config["snat"].append(dict(entry, to_address=snat_to))
             else:
-                config["masquerade"].append({"source": network, "out_interface": wan})
+                config["masquerade"].append(entry)
+            if limit:
+                config["connection_limits"].append({"source": network, "per_address": limit})
             config["forward"].append({"out_interface": wan, "source": network,
                                       "action": "accept"})
         config["forward"].append({"in_interface": wan, "ct_state": ["established", "related"],
@@ -150,6 +161,10 @@ def _nat_rules(variables, role):
                 _fail("ipmasq_port_forwards[%d].in_interface" % index,
                       "is required when ipmasq_wan_interface is not set", None)
             config["port_forwards"].append(dict({"in_interface": wan}, **entry))
+    for kind, name in (("static_nat", "ipmasq_static_nat"), ("npt", "ipmasq_npt")):
+        if kind in kinds:
+            for index, entry in enumerate(_list(variables, name)):
+                config[kind].append(_wan_entry(name, index, entry, wan))
     if "input" in kinds:
         for index, entry in enumerate(_list(variables, "ipmasq_wan_input")):
             where = "ipmasq_wan_input[%d]" % index
@@ -165,6 +180,30 @@ def _nat_rules(variables, role):
         for index, entry in enumerate(_list(variables, "ipmasq_helpers")):
             config["helpers"].append(_helper("ipmasq_helpers[%d]" % index, entry))
     return config
+
+
+def _connection_limit(variables):
+    """ipmasq_client_connection_limit: the connections each LAN host may hold, 0 = off."""
+    value = variables.get("ipmasq_client_connection_limit", 0)
+    if value in (None, 0, "0"):
+        return 0
+    if isinstance(value, bool) or not (isinstance(value, int) and value > 0 or
+                                       isinstance(value, str) and value.isdigit()):
+        _fail("ipmasq_client_connection_limit", "must be 0 (off) or a number of connections",
+              value)
+    return int(value)
+
+
+def _wan_entry(name, index, entry, wan):
+    """An ipmasq_static_nat or ipmasq_npt entry; its interface defaults to the WAN's."""
+    where = "%s[%d]" % (name, index)
+    if not isinstance(entry, dict):
+        _fail(where, "must be a dictionary", entry)
+    if entry.get("interface") in (None, ""):
+        if wan in (None, ""):
+            _fail(where + ".interface", "is required when ipmasq_wan_interface is not set", None)
+        return dict(entry, interface=wan)
+    return dict(entry)
 
 
 def _helper(where, entry):
@@ -187,12 +226,23 @@ def _helper(where, entry):
     return out
 
 
-_WHERE = re.compile(r"\b(masquerade|snat|forward|port_forwards|helpers|input)\[(\d+)\](?:\.(\w+))?")
+_WHERE = re.compile(r"\b(masquerade|snat|forward|port_forwards|helpers|input|static_nat|npt|"
+                    r"connection_limits)\[(\d+)\](?:\.(\w+))?")
 
 
 def _variable_of(variables, kind, index, field):
     """The ipmasq_* variable (and entry) a config entry's field came from."""
     networks = len(_list(variables, "ipmasq_lan_networks"))
+    if kind in ("static_nat", "npt"):
+        name = "ipmasq_%s" % kind
+        if field == "interface" and not _list(variables, name)[index].get("interface"):
+            return "ipmasq_wan_interface"
+        return "%s[%d]%s" % (name, index, "." + field if field else "")
+    if kind == "connection_limits":
+        return "ipmasq_client_connection_limit" if field == "per_address" else \
+            "ipmasq_lan_networks[%d]" % index
+    if kind in ("masquerade", "snat") and field == "timeouts":
+        return "ipmasq_masquerade_timeouts"
     if field in ("out_interface", "in_interface") and kind in ("masquerade", "snat", "forward",
                                                                "input"):
         return "ipmasq_wan_interface"
@@ -274,6 +324,11 @@ def role_config(variables, role):
         _fail("ipmasq_rollback_timeout", "must be 0 (off) or a number of seconds", timeout)
     config = _nat_rules(variables, role)
     _check_snat_family(config)
+    if variables.get("ipmasq_backend") == "iptables" and \
+            _dict(variables, "ipmasq_masquerade_timeouts") and "masquerade" in config:
+        _fail("ipmasq_masquerade_timeouts", "the iptables backend cannot set them (see the "
+              "timeouts option of ipmasq.gateway.nat_rules); use ipmasq_backend nftables",
+              variables["ipmasq_masquerade_timeouts"])
     try:
         model.build_config(config)
     except model.ConfigError as exc:

@@ -1,6 +1,6 @@
 """diff.py: the ruleset after each state, its idempotent second run, summary, conntrack filters."""
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import diff, model, plan
 
@@ -120,14 +120,23 @@ def test_each_state_then_its_idempotent_second_run(codec, state, config):
         assert again[3] == []
 
 
+def _configs_for(backend):
+    return configs(timeouts=backend == "nftables")
+
+
 @settings(max_examples=100, deadline=None)
-@given(configs(), configs(),
-       st.sampled_from(CHANGING_STATES), st.sampled_from(sorted(CODECS)))
-def test_any_state_reaches_its_after_state_and_then_stays(have_config, config, state, backend):
+@given(st.sampled_from(sorted(CODECS)).flatmap(
+    lambda backend: st.tuples(st.just(backend), _configs_for(backend), _configs_for(backend))),
+    st.sampled_from(CHANGING_STATES))
+def test_any_state_reaches_its_after_state_and_then_stays(backend_and_configs, state):
+    backend, have_config, config = backend_and_configs
     codec = CODECS[backend]
     have = reparse(codec, state_of(codec, have_config))
     wanted = model.build_config(config, partial=state == "deleted")
-    after, want, commands = plan.plan_change(codec, state, have, wanted)[1:]
+    try:
+        after, want, commands = plan.plan_change(codec, state, have, wanted)[1:]
+    except model.ConfigError:
+        assume(False)  # merged or replaced entries that disagree with the host's: refused
     host = apply_commands(codec, have, commands)
     assert plan.read_model(codec, host) == (after, [])
     assert plan.plan_change(codec, state, host, wanted)[3] == []

@@ -110,7 +110,7 @@ def test_comment_with_an_apostrophe_round_trips():
 # ---------------------------------------------------------------- round trip
 
 @settings(max_examples=150, deadline=None)
-@given(configs_and_addresses())
+@given(configs_and_addresses(timeouts=False))
 def test_round_trip_through_iptables_restore_text(config_and_addresses):
     config, addresses = config_and_addresses
     ruleset = ruleset_of(config)
@@ -317,7 +317,7 @@ def test_split_script_sends_each_part_to_its_tool():
 
 
 @settings(max_examples=100, deadline=None)
-@given(configs_and_addresses(), configs_and_addresses())
+@given(configs_and_addresses(timeouts=False), configs_and_addresses(timeouts=False))
 def test_render_changes_takes_any_ruleset_to_any_other(have, want):
     (have_config, have_addresses), (want_config, want_addresses) = have, want
     have = reparse(iptables, state_of(iptables, have_config, have_addresses))

@@ -30,6 +30,20 @@ def inp(**kw):
     return {"input": [dict({"in_interface": "ppp0", "port": 22}, **kw)]}
 
 
+def static(**kw):
+    return {"static_nat": [dict({"interface": "ppp0", "external": "203.0.113.5",
+                                 "internal": "192.168.10.5"}, **kw)]}
+
+
+def npt(**kw):
+    return {"npt": [dict({"interface": "ppp0", "internal": "fd00:10::/64",
+                          "external": "2001:db8:10::/64"}, **kw)]}
+
+
+def limit(**kw):
+    return {"connection_limits": [dict({"source": "192.168.10.0/24", "per_address": 128}, **kw)]}
+
+
 def _error(config, partial=False):
     with pytest.raises(model.ConfigError) as info:
         model.build_config(config, partial=partial)
@@ -82,8 +96,20 @@ INVALID = [
     pytest.param(snat(out_interface="eth/0"), "snat[0].out_interface", "eth/0", id="ifname-slash"),
     pytest.param(masq(out_interface="eth*"), "masquerade[0].out_interface", "eth*",
                  id="ifname-wildcard"),
-    pytest.param(masq(out_interface="eth+"), "masquerade[0].out_interface", "eth+",
-                 id="ifname-iptables-wildcard"),
+    pytest.param(masq(out_interface="+"), "masquerade[0].out_interface", "+",
+                 id="ifname-pattern-alone"),
+    pytest.param(masq(out_interface="p+p"), "masquerade[0].out_interface", "p+p",
+                 id="ifname-pattern-plus-inside"),
+    pytest.param(masq(out_interface="ppp++"), "masquerade[0].out_interface", "ppp++",
+                 id="ifname-pattern-two-plus"),
+    pytest.param(masq(out_interface="ppp?"), "masquerade[0].out_interface", "ppp?",
+                 id="ifname-pattern-question-mark"),
+    pytest.param(fwd(in_interface="p*p+"), "forward[0].in_interface", "p*p+",
+                 id="ifname-pattern-star-inside"),
+    pytest.param(masq(out_interface="abcdefghijklmn++"[:15] + "+"), "masquerade[0].out_interface",
+                 "abcdefghijklmn++"[:15] + "+", id="ifname-pattern-16-chars"),
+    pytest.param(pf(in_interface="ppp+", hairpin=True), "port_forwards[0].hairpin", True,
+                 id="hairpin-on-a-pattern"),
     pytest.param(masq(out_interface=".."), "masquerade[0].out_interface", "..", id="ifname-dotdot"),
     pytest.param(masq(out_interface=None), "masquerade[0].out_interface", None,
                  id="ifname-missing"),
@@ -182,6 +208,89 @@ INVALID = [
                  id="input-source-host-bits"),
     pytest.param(inp(in_interface="ppp0 wan"), "input[0].in_interface", "ppp0 wan",
                  id="input-interface-space"),
+    # static_nat
+    pytest.param(static(interface=None), "static_nat[0].interface", None, id="static-no-interface"),
+    pytest.param(static(interface="ppp*"), "static_nat[0].interface", "ppp*",
+                 id="static-interface-star"),
+    pytest.param(static(external=None), "static_nat[0].external", None, id="static-no-external"),
+    pytest.param(static(external="203.0.113.300"), "static_nat[0].external", "203.0.113.300",
+                 id="static-external-not-an-address"),
+    pytest.param(static(external="203.0.113.1/29"), "static_nat[0].external", "203.0.113.1/29",
+                 id="static-external-host-bits"),
+    pytest.param(static(external="224.0.0.5"), "static_nat[0].external", "224.0.0.5",
+                 id="static-external-multicast"),
+    pytest.param(static(internal=None), "static_nat[0].internal", None, id="static-no-internal"),
+    pytest.param(static(internal="fd00::%eth0"), "static_nat[0].internal", "fd00::%eth0",
+                 id="static-internal-zone"),
+    pytest.param(static(internal="2001:db8::5"), "static_nat[0].external",
+                 {"external": "203.0.113.5", "internal": "2001:db8::5", "source": None},
+                 id="static-families-differ"),
+    pytest.param(static(external="203.0.113.8/29", internal="192.168.10.0/28"),
+                 "static_nat[0].internal", "192.168.10.0/28", id="static-prefix-lengths-differ"),
+    pytest.param(static(external="203.0.113.8/29", internal="192.168.10.5"),
+                 "static_nat[0].internal", "192.168.10.5", id="static-network-to-address"),
+    pytest.param(static(source="10.0.0.1/8"), "static_nat[0].source", "10.0.0.1/8",
+                 id="static-source-host-bits"),
+    pytest.param(static(source="2001:db8::/32"), "static_nat[0].external",
+                 {"external": "203.0.113.5", "internal": "192.168.10.5",
+                  "source": "2001:db8::/32"}, id="static-source-family"),
+    pytest.param(static(hairpin="sometimes"), "static_nat[0].hairpin", "sometimes",
+                 id="static-hairpin-not-bool"),
+    pytest.param(static(comment="a\nb"), "static_nat[0].comment", "a\nb", id="static-comment"),
+    # npt
+    pytest.param(npt(interface="wan 0"), "npt[0].interface", "wan 0", id="npt-interface"),
+    pytest.param(npt(internal=None), "npt[0].internal", None, id="npt-no-internal"),
+    pytest.param(npt(external=None), "npt[0].external", None, id="npt-no-external"),
+    pytest.param(npt(internal="10.0.0.0/8"), "npt[0].internal", "10.0.0.0/8", id="npt-ipv4"),
+    pytest.param(npt(external="2001:db8:10::/80"), "npt[0].external", "2001:db8:10::/80",
+                 id="npt-longer-than-64"),
+    pytest.param(npt(external="2001:db8:10::/56"), "npt[0].external", "2001:db8:10::/56",
+                 id="npt-lengths-differ"),
+    pytest.param(npt(internal="fd00:10::1/64"), "npt[0].internal", "fd00:10::1/64",
+                 id="npt-host-bits"),
+    pytest.param(npt(internal="fd00:10::%1/64"), "npt[0].internal", "fd00:10::%1/64",
+                 id="npt-zone"),
+    # connection_limits
+    pytest.param(limit(source=None), "connection_limits[0].source", None, id="limit-no-source"),
+    pytest.param(limit(source="192.168.10.1/24"), "connection_limits[0].source",
+                 "192.168.10.1/24", id="limit-source-host-bits"),
+    pytest.param(limit(per_address=None), "connection_limits[0].per_address", None,
+                 id="limit-no-count"),
+    pytest.param(limit(per_address=0), "connection_limits[0].per_address", 0, id="limit-zero"),
+    pytest.param(limit(per_address=-3), "connection_limits[0].per_address", -3,
+                 id="limit-negative"),
+    pytest.param(limit(per_address="many"), "connection_limits[0].per_address", "many",
+                 id="limit-not-a-number"),
+    pytest.param(limit(per_address=True), "connection_limits[0].per_address", True,
+                 id="limit-bool"),
+    pytest.param(limit(per_address=1000001), "connection_limits[0].per_address", 1000001,
+                 id="limit-too-many"),
+    pytest.param(limit(protocol="icmp"), "connection_limits[0].protocol", "icmp",
+                 id="limit-protocol"),
+    pytest.param(limit(action="accept"), "connection_limits[0].action", "accept",
+                 id="limit-action"),
+    # masquerade and snat options
+    pytest.param(masq(ports="0-100"), "masquerade[0].ports", "0-100", id="nat-ports-0"),
+    pytest.param(masq(ports="2000-1000"), "masquerade[0].ports", "2000-1000",
+                 id="nat-ports-reversed"),
+    pytest.param(snat(ports="any"), "snat[0].ports", "any", id="nat-ports-word"),
+    pytest.param(masq(random_fully="very"), "masquerade[0].random_fully", "very",
+                 id="nat-random-fully"),
+    pytest.param(snat(persistent=[1]), "snat[0].persistent", [1], id="snat-persistent"),
+    pytest.param(masq(source="10.0.0.0/8", timeouts="960"), "masquerade[0].timeouts", "960",
+                 id="timeouts-not-a-dict"),
+    pytest.param(masq(source="10.0.0.0/8", timeouts={"tcp_establish": 960}),
+                 "masquerade[0].timeouts", "tcp_establish", id="timeouts-unknown-key"),
+    pytest.param(masq(source="10.0.0.0/8", timeouts={"icmp": 30}), "masquerade[0].timeouts",
+                 "icmp", id="timeouts-global-only-key"),
+    pytest.param(snat(source="10.0.0.0/8", timeouts={"udp": 0}), "snat[0].timeouts.udp", 0,
+                 id="timeouts-zero"),
+    pytest.param(snat(source="10.0.0.0/8", timeouts={"udp": "soon"}), "snat[0].timeouts.udp",
+                 "soon", id="timeouts-word"),
+    pytest.param(masq(source="10.0.0.0/8", timeouts={"udp": 3000000}),
+                 "masquerade[0].timeouts.udp", 3000000, id="timeouts-too-long"),
+    pytest.param(masq(timeouts={"udp": 30}), "masquerade[0].timeouts", {"udp": 30},
+                 id="timeouts-without-source"),
 ]
 
 
@@ -221,8 +330,54 @@ def test_unknown_field_lists_the_allowed_ones():
 
 
 def test_unknown_kind_lists_the_kinds():
-    assert "allowed: masquerade, snat, port_forwards, forward, helpers, input" in \
-        _error({"nat": []})
+    assert "allowed: masquerade, snat, port_forwards, forward, helpers, input, static_nat, " \
+        "npt, connection_limits" in _error({"nat": []})
+
+
+@pytest.mark.parametrize("config, where, other, values", [
+    pytest.param({"static_nat": [static()["static_nat"][0],
+                                 dict(static()["static_nat"][0], external="203.0.113.6")]},
+                 "static_nat[1].internal", "static_nat[0].internal",
+                 ("192.168.10.5", "192.168.10.5"), id="static-same-internal"),
+    pytest.param({"static_nat": [dict(static()["static_nat"][0], external="203.0.113.8/29",
+                                      internal="192.168.10.8/29"),
+                                 dict(static()["static_nat"][0], external="203.0.113.20",
+                                      internal="192.168.10.9")]},
+                 "static_nat[1].internal", "static_nat[0].internal",
+                 ("192.168.10.9", "192.168.10.8/29"), id="static-internal-inside-network"),
+    pytest.param({"static_nat": [dict(static()["static_nat"][0], external="203.0.113.8/29",
+                                      internal="192.168.10.8/29"),
+                                 dict(static()["static_nat"][0], external="203.0.113.9",
+                                      internal="192.168.10.30")]},
+                 "static_nat[1].external", "static_nat[0].external",
+                 ("203.0.113.9", "203.0.113.8/29"), id="static-external-inside-network"),
+    pytest.param({"npt": [npt()["npt"][0], dict(npt()["npt"][0], internal="fd00:11::/64")]},
+                 "npt[1].external", "npt[0].external",
+                 ("2001:db8:10::/64", "2001:db8:10::/64"), id="npt-same-external"),
+    pytest.param({"masquerade": [dict(masq(source="10.0.0.0/8")["masquerade"][0],
+                                      timeouts={"udp": 30})],
+                  "snat": [dict(snat(source="10.0.0.0/8")["snat"][0], out_interface="eth1",
+                                timeouts={"udp": 60})]},
+                 "snat[0].timeouts", "masquerade[0].timeouts", ("{'udp': 60}", "{'udp': 30}"),
+                 id="timeouts-differ-for-a-source"),
+])
+def test_entries_that_contradict_each_other_name_both(config, where, other, values):
+    message = _error(config)
+    assert message.startswith(where + ":"), message
+    assert other in message, message
+    assert message.endswith("(got %r and %r)" % values) or \
+        message.endswith("(got %s and %s)" % values), message
+
+
+def test_a_merged_ruleset_is_checked_across_entries_too():
+    """merged adds entries to those on the host: the result is checked as a whole."""
+    have = ruleset_of({"masquerade": [{"source": "10.0.0.0/8", "out_interface": "ppp0",
+                                       "timeouts": {"udp": 30}}]})
+    have["masquerade"] += model.build_config(
+        {"masquerade": [{"source": "10.0.0.0/8", "out_interface": "eth1"}]})["masquerade"]
+    with pytest.raises(model.ConfigError, match=r"^masquerade \(source 10.0.0.0/8, "
+                       r"out_interface (ppp0|eth1)\)\.timeouts: differs"):
+        model.check_ruleset(have)
 
 
 def test_error_names_the_index_of_the_bad_entry():
@@ -316,6 +471,18 @@ def test_ports_that_do_not_overlap_are_accepted(entries):
 ])
 def test_comment_refuses_every_control_character(comment):
     assert _error(masq(comment=comment)).startswith("masquerade[0].comment:")
+
+
+@pytest.mark.parametrize("config, kind, field", [
+    (masq(out_interface="ppp+"), "masquerade", "out_interface"),
+    (pf(in_interface="wg+"), "port_forwards", "in_interface"),
+    (fwd(in_interface="ppp+", out_interface="eth0.+"), "forward", "out_interface"),
+    (inp(in_interface="ppp+"), "input", "in_interface"),
+])
+def test_interface_patterns_are_accepted(config, kind, field):
+    entry = model.build_config(config)[kind][0]
+    assert getattr(entry, field).endswith("+")
+    assert model.is_pattern(getattr(entry, field))
 
 
 def test_interface_with_trailing_newline_is_refused():

@@ -46,7 +46,8 @@ def test_hand_typed_howto_rules_become_the_model(text):
     parsed = plan.parse_running_config(text)
     assert parsed == ruleset_of(HOWTO_MODEL)
     # as written, with the kinds it does not use empty
-    assert model.ruleset_to_dict(parsed) == dict(HOWTO_MODEL, snat=[], helpers=[], input=[])
+    assert model.ruleset_to_dict(parsed) == dict(
+        HOWTO_MODEL, snat=[], helpers=[], input=[], static_nat=[], npt=[], connection_limits=[])
 
 
 def test_howto_model_renders_and_reads_back_on_both_backends(codec):

@@ -50,6 +50,21 @@ def test_the_port_forward_entries_of_the_roles_are_the_modules(role):
     assert sorted(f for f, s in roles.items() if s.get("required")) == ["port", "to_address"]
 
 
+@pytest.mark.parametrize("role, variable, kind", [
+    ("gateway", "ipmasq_static_nat", "static_nat"),
+    ("port_forward", "ipmasq_static_nat", "static_nat"),
+    ("gateway", "ipmasq_npt", "npt"), ("masquerade", "ipmasq_npt", "npt")])
+def test_the_static_nat_and_npt_entries_of_the_roles_are_the_modules(role, variable, kind):
+    module = argspec.CONFIG_SPEC[kind]["options"]
+    roles = spec_of(role)[variable]["options"]
+    assert sorted(roles) == sorted(module)
+    for field, spec in module.items():
+        for key in ("type", "choices", "default"):
+            assert roles[field].get(key) == spec.get(key), (field, key)
+    # the interface defaults to ipmasq_wan_interface; the rest of the identity is required
+    assert sorted(f for f, s in roles.items() if s.get("required")) == ["external", "internal"]
+
+
 @pytest.mark.parametrize("role", ["gateway", "masquerade"])
 def test_the_wan_input_entries_of_the_roles_are_the_modules(role):
     """ipmasq_wan_input entries are the module's input entries but their interface, which
@@ -96,7 +111,7 @@ def test_the_gateway_builds_every_kind_and_the_kernel_settings():
                     {"in_interface": "ppp0", "action": "drop"}],
         "port_forwards": [dict(PF, in_interface="ppp0")],
         "helpers": [{"helper": "ftp", "port": 21}, {"helper": "sip", "port": 5060, "protocol": "tcp"}],
-        "input": [],
+        "input": [], "static_nat": [], "npt": [], "connection_limits": [],
     }
     assert got["kernel"] == {"ipv6_forwarding": False, "conntrack_timeouts": {"udp": 45},
                              "persist": True, "conntrack_max": 1024}
@@ -104,8 +119,8 @@ def test_the_gateway_builds_every_kind_and_the_kernel_settings():
 
 
 @pytest.mark.parametrize("role, kinds, kernel", [
-    ("masquerade", ["masquerade", "snat", "forward", "input"], False),
-    ("port_forward", ["port_forwards"], False),
+    ("masquerade", ["masquerade", "snat", "forward", "input", "npt", "connection_limits"], False),
+    ("port_forward", ["port_forwards", "static_nat"], False),
     ("forwarding", ["helpers"], True),
 ])
 def test_each_single_role_owns_its_kinds(role, kinds, kernel):
@@ -127,6 +142,33 @@ def test_wan_input_entries_come_in_by_the_wan_interface():
         assert got == [dict(e, in_interface="ppp0") for e in entries]
     assert "input" not in build("port_forward")["config"]
     assert "input" not in build("forwarding")["config"]
+
+
+def test_static_nat_npt_limit_and_timeouts_of_the_roles():
+    got = build(ipmasq_wan_interface="ppp+", ipmasq_lan_networks=["192.168.10.0/24", "fd00::/64"],
+                ipmasq_static_nat=[{"external": "203.0.113.5", "internal": "192.168.10.5"},
+                                   {"interface": "eth1", "external": "198.51.100.9",
+                                    "internal": "192.168.10.9", "hairpin": True}],
+                ipmasq_npt=[{"internal": "fd00::/64", "external": "2001:db8::/64"}],
+                ipmasq_client_connection_limit="128",
+                ipmasq_masquerade_timeouts={"tcp_established": 960, "udp": 30})["config"]
+    assert got["static_nat"] == [
+        {"interface": "ppp+", "external": "203.0.113.5", "internal": "192.168.10.5"},
+        {"interface": "eth1", "external": "198.51.100.9", "internal": "192.168.10.9",
+         "hairpin": True}]
+    assert got["npt"] == [{"interface": "ppp+", "internal": "fd00::/64",
+                           "external": "2001:db8::/64"}]
+    assert got["connection_limits"] == [{"source": "192.168.10.0/24", "per_address": 128},
+                                        {"source": "fd00::/64", "per_address": 128}]
+    assert [e["timeouts"] for e in got["masquerade"]] == [
+        {"tcp_established": 960, "udp": 30}] * 2
+    assert [e["out_interface"] for e in got["masquerade"]] == ["ppp+", "ppp+"]
+    model.build_config(got)
+    # 0 (the default) is no limit; no timeouts, no timeouts key
+    got = build(ipmasq_client_connection_limit=0)["config"]
+    assert got["connection_limits"] == [] and "timeouts" not in got["masquerade"][0]
+    got = build(ipmasq_snat_address="203.0.113.10", ipmasq_masquerade_timeouts={"udp": 30})
+    assert got["config"]["snat"][0]["timeouts"] == {"udp": 30}
 
 
 def test_an_entry_with_its_own_in_interface_keeps_it():
@@ -181,6 +223,40 @@ ERRORS = [
      "ipmasq_wan_input[0].source: has host bits set"),
     ({"ipmasq_wan_inputs": []}, "ipmasq_wan_inputs: no ipmasq.gateway role reads this variable; "
      "did you mean ipmasq_wan_input?"),
+    ({"ipmasq_static_nat": [{"external": "203.0.113.5", "internal": "192.168.10.5"},
+                            {"external": "203.0.113.300", "internal": "192.168.10.6"}]},
+     "ipmasq_static_nat[1].external: is not a valid IP address (got '203.0.113.300')"),
+    ({"ipmasq_static_nat": [{"external": "203.0.113.8/29", "internal": "192.168.10.5"}]},
+     "ipmasq_static_nat[0].internal: must be as long a prefix as external 203.0.113.8/29"),
+    ({"ipmasq_static_nat": [{"interface": "wan 0", "external": "203.0.113.5",
+                             "internal": "192.168.10.5"}]},
+     "ipmasq_static_nat[0].interface: may contain only"),
+    ({"ipmasq_static_nat": ["203.0.113.5"]},
+     "ipmasq_static_nat[0]: must be a dictionary (got '203.0.113.5')"),
+    ({"ipmasq_static_nat": [{"external": "203.0.113.5", "internal": "192.168.10.5"},
+                            {"external": "203.0.113.6", "internal": "192.168.10.5"}]},
+     "ipmasq_static_nat[1].internal: overlaps ipmasq_static_nat[0].internal"),
+    ({"ipmasq_npt": [{"internal": "fd00::/64", "external": "2001:db8::/56"}]},
+     "ipmasq_npt[0].external: must be as long a prefix as internal fd00::/64 (got '2001:db8::/56')"),
+    ({"ipmasq_npt": [{"internal": "10.0.0.0/8", "external": "2001:db8::/64"}]},
+     "ipmasq_npt[0].internal: must be an IPv6 prefix"),
+    ({"ipmasq_client_connection_limit": -1},
+     "ipmasq_client_connection_limit: must be 0 (off) or a number of connections (got -1)"),
+    ({"ipmasq_client_connection_limit": "lots"},
+     "ipmasq_client_connection_limit: must be 0 (off) or a number of connections (got 'lots')"),
+    ({"ipmasq_client_connection_limit": 2000000},
+     "ipmasq_client_connection_limit: must be a whole number of connections from 1 to 1000000"),
+    ({"ipmasq_masquerade_timeouts": {"udp": 0}},
+     "ipmasq_masquerade_timeouts.udp: must be a whole number of seconds from 1 to 2147483 (got 0)"),
+    ({"ipmasq_masquerade_timeouts": {"udpp": 30}},
+     "ipmasq_masquerade_timeouts: is not a timeout a rule can set"),
+    ({"ipmasq_masquerade_timeouts": [30]},
+     "ipmasq_masquerade_timeouts: must be a dictionary (got [30])"),
+    ({"ipmasq_masquerade_timeouts": {"udp": 30}, "ipmasq_backend": "iptables"},
+     "ipmasq_masquerade_timeouts: the iptables backend cannot set them"),
+    ({"ipmasq_wan_interface": "ppp+", "ipmasq_port_forwards": [dict(PF, hairpin=True)]},
+     "ipmasq_port_forwards[0].hairpin: needs the addresses of one interface, but in_interface "
+     "ppp+ is a pattern"),
 ]
 
 

@@ -370,7 +370,8 @@ def test_a_quiet_gateway_has_no_warning():
     result = full_report()
     assert warnings(result) == []
     assert result["rules"] == {"masquerade": 4, "snat": 3, "port_forwards": 8, "forward": 8,
-                               "helpers": 3, "input": 0, "total": 26}
+                               "helpers": 3, "input": 0, "static_nat": 0, "npt": 0,
+                               "connection_limits": 0, "total": 26}
     assert result["conntrack"]["used_percent"] == 10.0
     assert result["top_sources"][0]["address"] == "192.168.10.23"
     assert result["drift"]["differs"] is False
