@@ -117,11 +117,16 @@ cleanup() { podman rm --force --time 0 "$container" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 cleanup
 
+# The real-world dumps the parsed tests read sit beside the checkout (../shared), which the
+# copy of the collection does not hold.
+dumps=$(cd "$repo_root/../shared/realworld-dumps" 2>/dev/null && pwd) \
+    || { echo "core-line: no ../shared/realworld-dumps beside the checkout" >&2; exit 1; }
 log "sanity and unit tests in $image"
 # The venv is made anew when the pins change; ansible-test keeps its own venvs in HOME.
 podman run --rm --name "$container" --network=none --label org.ipmasq.core-line="$line" \
     --volume "$wheels:/wheels:ro" --volume "$work/pip.conf:/etc/pip.conf:ro" \
     --volume "$work:/line" --volume "$collections_dir:/collections" \
+    --volume "$dumps:/dumps:ro" --env IPMASQ_REALWORLD_DUMPS=/dumps \
     --env HOME=/line/home --env PIP_WHEEL="/wheels/$pip_wheel" --env PYTHON="python$python_version" \
     --workdir /collections/ansible_collections/ipmasq/gateway \
     "$image" bash -euo pipefail -c '

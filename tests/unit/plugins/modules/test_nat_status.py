@@ -9,12 +9,11 @@ import json
 import pytest
 import yaml
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import host, kernel, status_run
 from ansible_collections.ipmasq.gateway.plugins.modules import nat_status
 
-from nat_helpers import fixture_text
+from nat_helpers import fixture_text, patch_module_args
 
 NFT_EMPTY = '{"nftables": [{"metainfo": {"version": "1.0.6"}}]}'
 CONNTRACK = ("ipv4     2 tcp      6 119 TIME_WAIT src=192.168.10.23 dst=198.51.100.20 sport=40000 "
