@@ -107,11 +107,14 @@ SERVICES = {
     "postgresql": 5432, "http-alt": 8080, "webcache": 8080,
 }
 
+# ASCII digits only: str.isdigit also takes "²" and other scripts' digits
+_DIGITS = re.compile(r"[0-9]+\Z")
+
 
 def port_number(text):
     """A port as digits, or None when ``text`` is neither digits nor a known service."""
     text = str(text)
-    if text.isdigit():
+    if _DIGITS.match(text):
         return text
     number = SERVICES.get(text.lower())
     return None if number is None else str(number)

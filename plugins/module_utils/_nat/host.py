@@ -474,7 +474,7 @@ class Host:
         out = []
         for key in ("net.netfilter.nf_conntrack_count", kernel.CONNTRACK_MAX):
             value = Host.read_sysctl(key)[0]
-            out.append(int(value) if value and value.isdigit() else None)
+            out.append(int(value) if model.digits(value) else None)
         return tuple(out)
 
     def conntrack_table(self):

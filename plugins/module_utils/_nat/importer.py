@@ -439,7 +439,7 @@ def _command_words(words):
         if option in ("-t", "--table") and words:
             table = words.pop(0)
         elif option in ("-w", "--wait", "-W", "--wait-interval") and words and \
-                words[0].replace(".", "").isdigit():
+                m.digits(words[0].replace(".", "")):
             words.pop(0)
     return tool, table, words
 
@@ -508,7 +508,7 @@ def iptables_lines(text, report):
                            explicit)
             if op in ("-I", "--insert"):
                 record.position = 1
-                if record.args[:1] and record.args[0].isdigit():
+                if record.args[:1] and m.digits(record.args[0]):
                     record.position = int(record.args[0])
                     record.args = record.args[1:]
             try:

@@ -25,6 +25,7 @@ import re
 import shlex
 from collections import namedtuple
 
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import rules as r
 
 # our chain -> (table, chain name, built-in chain that jumps to it)
@@ -430,7 +431,7 @@ def parse_rule(chain, args):
         elif opt == "--reject-with":
             pass
         elif opt in ("-c", "--set-counters"):
-            if not (val or "").isdigit() or not args[i:i + 1] or not args[i].isdigit():
+            if not m.digits(val) or not args[i:i + 1] or not m.digits(args[i]):
                 raise r.ParseError("%s needs two numbers, packets and bytes" % opt)
             i += 1
         else:
@@ -529,7 +530,7 @@ def parse_save(text, family, builtins=False):
         if args[0] in ("iptables", "ip6tables"):
             args = args[3:] if args[1:2] == ["-t"] else args[1:]
         rest = args[2:]
-        if args[0] in ("-I", "--insert") and rest[:1] and rest[0].isdigit():
+        if args[0] in ("-I", "--insert") and rest[:1] and m.digits(rest[0]):
             rest = rest[1:]
         if rest in (["-j", n] for n in _BY_NAME):
             target = _BY_NAME[rest[1]]

@@ -14,6 +14,7 @@ import os
 
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import host as hosts
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import kernel
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import refresh
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import role_vars
 from ansible_collections.ipmasq.gateway.plugins.module_utils._nat.host import Host, HostError
@@ -43,7 +44,7 @@ def _check(params):
         if key not in role_vars.CONNTRACK_TIMEOUTS:
             return "conntrack_timeouts.%s: not a timeout (known: %s)" % (
                 key, ", ".join(sorted(role_vars.CONNTRACK_TIMEOUTS)))
-        if isinstance(seconds, bool) or not str(seconds).isdigit() or int(seconds) <= 0:
+        if isinstance(seconds, bool) or not model.digits(str(seconds)) or int(seconds) <= 0:
             return "conntrack_timeouts.%s: must be a positive number of seconds (got %r)" % (
                 key, seconds)
     if params["conntrack_max"] is not None and params["conntrack_max"] <= 0:

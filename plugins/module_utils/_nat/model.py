@@ -262,10 +262,19 @@ def _host_or_range(where, field, value):
     return "%s-%s" % (lo, hi) if lo != hi else str(lo)
 
 
+_DIGITS = re.compile(r"[0-9]+\Z")
+
+
+def digits(text):
+    """Whether ``text`` is a string of ASCII digits (str.isdigit also takes "²" or "₀",
+    which int() refuses, and other scripts' digits, which int() reads)."""
+    return isinstance(text, str) and _DIGITS.match(text) is not None
+
+
 def parse_ports(text):
     """"80" or "5000-5010" (also "5000:5010") -> (lo, hi); raises ValueError."""
     # the common case first, and cheap: one port, as a number or digits
-    if isinstance(text, str) and text.isdigit() or \
+    if digits(text) or \
             isinstance(text, int) and not isinstance(text, bool):
         port = int(text)
         return port, port
@@ -273,8 +282,16 @@ def parse_ports(text):
     for sep in ("-", ":"):
         if sep in text:
             lo, hi = text.split(sep, 1)
-            return int(lo), int(hi)
-    return int(text), int(text)
+            return _port_number(lo), _port_number(hi)
+    return _port_number(text), _port_number(text)
+
+
+def _port_number(text):
+    """ASCII digits only: int() also reads "+80", "8_0" and other scripts' digits."""
+    text = text.strip()
+    if not digits(text):
+        raise ValueError("not a port number: %r" % text)
+    return int(text)
 
 
 def format_ports(lo, hi):
@@ -363,7 +380,7 @@ def _timeouts(where, value, source):
                   % ", ".join(sorted(TIMEOUT_KEYS)))
         seconds = value[key]
         if isinstance(seconds, bool) or not (isinstance(seconds, int) or isinstance(
-                seconds, str) and seconds.isdigit()) or not 1 <= int(seconds) <= TIMEOUT_MAX:
+                seconds, str) and digits(seconds)) or not 1 <= int(seconds) <= TIMEOUT_MAX:
             _fail(where, "timeouts.%s" % key, seconds,
                   "must be a whole number of seconds from 1 to %d" % TIMEOUT_MAX)
         out.append((key, int(seconds)))
@@ -455,7 +472,7 @@ def _build_connection_limit(where, raw, partial):
     if partial and count is None:
         count = None
     elif isinstance(count, bool) or not (isinstance(count, int) or isinstance(
-            count, str) and count.isdigit()) or not 1 <= int(count) <= 1000000:
+            count, str) and digits(count)) or not 1 <= int(count) <= 1000000:
         _fail(where, "per_address", count,
               "must be a whole number of connections from 1 to 1000000")
     else:
@@ -772,17 +789,17 @@ def _drop_none(d):
 
 def entry_to_dict(kind, entry):
     d = entry._asdict()
-    if kind == "port_forwards" and d["port"].isdigit():
+    if kind == "port_forwards" and digits(d["port"]):
         d["port"] = int(d["port"])
-    if kind == "port_forwards" and d["to_port"] and d["to_port"].isdigit():
+    if kind == "port_forwards" and d["to_port"] and digits(d["to_port"]):
         d["to_port"] = int(d["to_port"])
     if kind == "forward":
         d["ct_state"] = list(entry.ct_state) if entry.ct_state else None
-        if d["port"] and d["port"].isdigit():
+        if d["port"] and digits(d["port"]):
             d["port"] = int(d["port"])
-    if kind == "helpers" and d["port"].isdigit():
+    if kind == "helpers" and digits(d["port"]):
         d["port"] = int(d["port"])
-    if kind == "input" and d["port"] and d["port"].isdigit():
+    if kind == "input" and d["port"] and digits(d["port"]):
         d["port"] = int(d["port"])
     if kind in ("masquerade", "snat"):
         d["timeouts"] = dict(entry.timeouts) if entry.timeouts else None

@@ -119,7 +119,7 @@ def _dict(variables, name):
 
 def _positive(name, value):
     if isinstance(value, bool) or not (isinstance(value, int) or
-                                       isinstance(value, str) and value.isdigit()):
+                                       model.digits(value)):
         _fail(name, "must be a positive whole number", value)
     if int(value) <= 0:
         _fail(name, "must be a positive whole number", value)
@@ -188,7 +188,7 @@ def _connection_limit(variables):
     if value in (None, 0, "0"):
         return 0
     if isinstance(value, bool) or not (isinstance(value, int) and value > 0 or
-                                       isinstance(value, str) and value.isdigit()):
+                                       model.digits(value)):
         _fail("ipmasq_client_connection_limit", "must be 0 (off) or a number of connections",
               value)
     return int(value)
@@ -320,7 +320,7 @@ def role_config(variables, role):
         if value is not None and not isinstance(value, (str, int)) or isinstance(value, bool):
             _fail(name, "must be a string", value)
     timeout = variables.get("ipmasq_rollback_timeout", 0)
-    if isinstance(timeout, bool) or not str(timeout).lstrip("-").isdigit() or int(timeout) < 0:
+    if isinstance(timeout, bool) or not model.digits(str(timeout).lstrip("-")) or int(timeout) < 0:
         _fail("ipmasq_rollback_timeout", "must be 0 (off) or a number of seconds", timeout)
     config = _nat_rules(variables, role)
     _check_snat_family(config)

@@ -329,7 +329,7 @@ def lookup_entry(pf):
     """A port forward as a lookup entry, ``(iif, proto, port), (to_addr, to_port, comment)``,
     or None. A DNAT on one port from any source is decided by those three fields alone, so a
     backend may keep such forwards in a keyed table (nft maps) instead of a rule each."""
-    if pf.source is not None or not pf.port.isdigit() or m.is_pattern(pf.in_interface):
+    if pf.source is not None or not m.digits(pf.port) or m.is_pattern(pf.in_interface):
         return None  # (a map key matches one interface name exactly, never a pattern)
     return (pf.in_interface, pf.protocol, pf.port), (pf.to_address, pf.to_port, pf.comment)
 
