@@ -215,7 +215,7 @@ options:
                 the first 4 characters of an object's name (iptables 1.8.9), so the names
                 are 4 characters from a hash of family, protocol and policy; two policies
                 that get one name are refused, naming both. An object is the module's while
-                its rules use it: it is made before them and deleted after the last of them
+                its rules use it; it is made before them and deleted after the last of them
                 is gone. An object of that name that no rule of the module uses and that
                 sets other timeouts is refused as foreign. The boot unit makes the objects
                 from C(/etc/ipmasq/ipmasq.nfct) before it loads the rules. For
@@ -283,7 +283,7 @@ options:
                 the first 4 characters of an object's name (iptables 1.8.9), so the names
                 are 4 characters from a hash of family, protocol and policy; two policies
                 that get one name are refused, naming both. An object is the module's while
-                its rules use it: it is made before them and deleted after the last of them
+                its rules use it; it is made before them and deleted after the last of them
                 is gone. An object of that name that no rule of the module uses and that
                 sets other timeouts is refused as foreign. The boot unit makes the objects
                 from C(/etc/ipmasq/ipmasq.nfct) before it loads the rules. For
