@@ -86,7 +86,6 @@ _NFCT_L3PROTO = {"2": 4, "10": 6}
 _NFCT_L4PROTO = {"6": "tcp", "17": "udp"}
 # The comment of a timeout rule: this, then the policy as given (rules.timeout_text).
 TIMEOUT_COMMENT = "ipmasq timeouts "
-_OBJECT_NAME = re.compile(r"^[a-z2-7]{4}\Z")
 
 # chains: {family: {chain: [Rule]}}; jumps: {family: {chain: number of jumps}};
 # present: {family: set of our chains that exist}; forward_order: {family: [jump target of
@@ -223,6 +222,8 @@ def timeout_objects(chains):
 
 def _policy_text(obj):
     family, proto, policy = obj
+    if proto == "other":
+        return "timeouts of another protocol or family"
     return "IPv%d %s {%s}" % (family, proto, ", ".join("%s: %s" % pair for pair in policy))
 
 

@@ -562,6 +562,11 @@ def test_an_object_with_our_name_that_no_rule_of_ours_uses_and_sets_other_timeou
     with pytest.raises(rules.RenderError, match=r"timeout object %s exists and is not ours "
                        r"\(no rule of ours uses it\): it sets IPv4 udp \{unreplied: 99\}" % name):
         iptables.render_changes(foreign, want)
+    gre = iptables.empty_state()._replace(timeouts=iptables.parse_nfct(
+        ".%s = {\n\t.l3proto = 2,\n\t.l4proto = 47,\n\t.policy = {\n\t\t.UNREPLIED = 30,\n\t},\n};\n"
+        % name))
+    with pytest.raises(rules.RenderError, match="it sets timeouts of another protocol or family"):
+        iptables.render_changes(gre, want)
     # one that sets the same timeouts (left by a run that failed) is used as it is
     same = iptables.empty_state()._replace(timeouts={name: (4, "udp", (("unreplied", 30), ("replied", 120)))})
     assert "add timeout %s inet udp unreplied 30" % name not in iptables.render_changes(same, want)
