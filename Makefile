@@ -25,10 +25,11 @@ NOT_PACKAGED := tests molecule benchmarks images scripts docs/benchmarks.png .co
 # netavark: static addresses and interface names on podman networks; debian-archive-keyring:
 # debootstrap of bookworm from Ubuntu too; shellcheck: the ansible-test sanity test of that name;
 # openssh-client: the Molecule scenario `lockout` reaches its gateway over SSH; ipset: the
-# iptables backend keeps the addresses a hairpin forward matches in an ipset;
+# iptables backend keeps the addresses a hairpin forward matches in an ipset; nfct: its
+# per-rule timeouts are conntrack timeout objects made with nfct;
 # chromium, fonts-dejavu-core: the docs site test renders pages in headless Chromium.
 APT_PACKAGES := podman runc netavark debootstrap debian-archive-keyring nftables iptables \
-	ipset conntrack iproute2 procps python3-venv git shellcheck ca-certificates \
+	ipset nfct conntrack iproute2 procps python3-venv git shellcheck ca-certificates \
 	openssh-client chromium fonts-dejavu-core
 
 export PATH := $(VENV)/bin:$(PATH)

@@ -36,7 +36,9 @@ options:
         C(/etc/ipmasq/ipmasq.v4) and C(/etc/ipmasq/ipmasq.v6) (iptables), where the
         C(ipmasq.service) unit of the P(ipmasq.gateway.gateway#role) role restores it at boot.
         With iptables and hairpin forwards, C(/etc/ipmasq/ipmasq.ipset) holds their address
-        sets, for C(ipset -exist restore) before C(iptables-restore).
+        sets, for C(ipset -exist restore) before C(iptables-restore). With iptables and
+        per-rule timeouts, C(/etc/ipmasq/ipmasq.nfct) holds the C(nfct) commands that make
+        their timeout objects, one a line, run before C(iptables-restore).
       - The hairpin address sets are written with the addresses of the last run; the
         C(ipmasq-refresh) script brings them up to date after boot.
       - The files change only when their content does; a changed file counts as a change.

@@ -97,7 +97,7 @@ options:
       files:
         description:
           - The persisted files, as M(ipmasq.gateway.nat_rules) returns them in
-            C(persist_files), by key (V(nft), or V(ipv4), V(ipv6) and V(ipset)).
+            C(persist_files), by key (V(nft), or V(ipv4), V(ipv6), V(ipset) and V(nfct)).
         type: dict
         required: true
 """

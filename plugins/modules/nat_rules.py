@@ -205,13 +205,22 @@ options:
                 leaves by, so all masquerade and snat entries of one source must set the
                 same ones. States not given keep the global value the host had when the
                 object was made (M(ipmasq.gateway.nat_kernel)'s C(conntrack_timeouts)).
-              - nftables only, as C(ct timeout) objects of C(table inet ipmasq) (named
+              - nftables makes them C(ct timeout) objects of C(table inet ipmasq) (named
                 C(ipmasq4u_<hash>), the policy in their comment) that the chain
-                C(helpers) sets. The iptables backend refuses them, naming the entry. Its
-                CT target needs timeout objects made with the C(nfct) tool, and
-                C(iptables-save) lists only the first 4 characters of such an object's
-                name (iptables 1.8.9, nft and legacy), so the module could not read back
-                which timeouts a rule sets.
+                C(helpers) sets.
+              - iptables makes them conntrack timeout objects with the C(nfct) tool
+                (Debian/Ubuntu package C(nfct); without it the module fails before any
+                change), set by C(-j CT --timeout NAME) rules in the raw chain
+                C(IPMASQ-HELPERS), the policy in their comment. C(iptables-save) lists only
+                the first 4 characters of an object's name (iptables 1.8.9), so the names
+                are 4 characters from a hash of family, protocol and policy; two policies
+                that get one name are refused, naming both. An object is the module's while
+                its rules use it; it is made before them and deleted after the last of them
+                is gone. An object of that name that no rule of the module uses and that
+                sets other timeouts is refused as foreign. The boot unit makes the objects
+                from C(/etc/ipmasq/ipmasq.nfct) before it loads the rules. For
+                O(state=parsed), append a line C(# nfct) and the output of
+                C(nfct list timeout) to the C(iptables-save) text.
             type: dict
       snat:
         description:
@@ -264,13 +273,22 @@ options:
                 leaves by, so all masquerade and snat entries of one source must set the
                 same ones. States not given keep the global value the host had when the
                 object was made (M(ipmasq.gateway.nat_kernel)'s C(conntrack_timeouts)).
-              - nftables only, as C(ct timeout) objects of C(table inet ipmasq) (named
+              - nftables makes them C(ct timeout) objects of C(table inet ipmasq) (named
                 C(ipmasq4u_<hash>), the policy in their comment) that the chain
-                C(helpers) sets. The iptables backend refuses them, naming the entry. Its
-                CT target needs timeout objects made with the C(nfct) tool, and
-                C(iptables-save) lists only the first 4 characters of such an object's
-                name (iptables 1.8.9, nft and legacy), so the module could not read back
-                which timeouts a rule sets.
+                C(helpers) sets.
+              - iptables makes them conntrack timeout objects with the C(nfct) tool
+                (Debian/Ubuntu package C(nfct); without it the module fails before any
+                change), set by C(-j CT --timeout NAME) rules in the raw chain
+                C(IPMASQ-HELPERS), the policy in their comment. C(iptables-save) lists only
+                the first 4 characters of an object's name (iptables 1.8.9), so the names
+                are 4 characters from a hash of family, protocol and policy; two policies
+                that get one name are refused, naming both. An object is the module's while
+                its rules use it; it is made before them and deleted after the last of them
+                is gone. An object of that name that no rule of the module uses and that
+                sets other timeouts is refused as foreign. The boot unit makes the objects
+                from C(/etc/ipmasq/ipmasq.nfct) before it loads the rules. For
+                O(state=parsed), append a line C(# nfct) and the output of
+                C(nfct list timeout) to the C(iptables-save) text.
             type: dict
       port_forwards:
         description:

@@ -26,6 +26,7 @@ TOOLS = {
     "iptables-legacy": "iptables",  # test_neighbours: a legacy FORWARD chain beside nftables
     "conntrack": "conntrack",
     "ipset": "ipset",
+    "nfct": "nfct",  # test_nat_features: per-rule timeouts on iptables
 }
 
 

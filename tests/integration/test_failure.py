@@ -76,6 +76,8 @@ def _base():
 
 def _target():
     config = _base()
+    # per-rule timeouts: with iptables, nfct objects made before the rules that fail
+    config["masquerade"] = [dict(entry, timeouts={"udp": 50}) for entry in config["masquerade"]]
     config["masquerade"].append({"source": "fd00:78::/64", "out_interface": "wan0"})
     config["port_forwards"].append(
         {"in_interface": "wan0", "protocol": "tcp", "port": 8090, "to_address": LAN_SERVER, "to_port": 80})
@@ -95,10 +97,13 @@ def test_failed_apply_keeps_previous_ruleset(lab, nat, tmp_path, failing, loggin
     other_logs = [make_shim(shims, tool, fail_at=0) for tool in logging_only]
     shim_path = {"PATH": path_with(shims)}
 
+    objects = {"name": "timeout objects", "ansible.builtin.command": "nfct list timeout",
+               "changed_when": False}
     run = nat.play(nat.task("merged", _base()), nat.snapshot(),
-                   nat.task("merged", _target(), env=shim_path), nat.snapshot(),
+                   nat.task("merged", _target(), env=shim_path), nat.snapshot(), objects,
                    nat.task("merged", _target()))
-    applied, start, result, end, retried = run[0], ok(run[1]), run[2], ok(run[3]), run[4]
+    applied, start, result, end, retried = run[0], ok(run[1]), run[2], ok(run[3]), run[5]
+    assert ok(run[4])["stdout"] == "", "timeout objects left by the failed run: %s" % run[4]
     assert ok(applied)["changed"] is True
     calls = log.read_text() if log.exists() else ""
     others = "\n".join(p.read_text() for p in other_logs if p.exists())

@@ -177,18 +177,28 @@ def test_connection_limit_refuses_the_next_connection_of_one_host_only(lab, nat)
 
 # ---------------------------------------------------------------- per-rule timeouts
 
+def _timeout_objects(lab, backend):
+    """The names of the conntrack timeout objects in the gateway: nft's ``ct timeout``
+    objects of our table, or the ones ``nfct list timeout`` lists (iptables)."""
+    if backend == "nftables":
+        out = lab.gw.run("nft", "list", "table", "inet", "ipmasq", check=False).stdout
+        return sorted(line.split()[2] for line in out.splitlines()
+                      if line.strip().startswith("ct timeout "))
+    out = lab.gw.run("nfct", "list", "timeout").stdout
+    return sorted(line[1:].split()[0] for line in out.splitlines() if line.startswith("."))
+
+
 def test_per_rule_timeouts_apply_to_their_source_only(lab, nat, backend):
     lab.start_servers()
     config = {"masquerade": [
         {"source": LAN_CLIENT + "/32", "out_interface": WAN, "timeouts": {"udp": 77}},
         MASQUERADE]}
-    if backend == "iptables":
-        result = nat("merged", config)
-        assert result["failed"] is True
-        assert "masquerade[" in result["msg"] and "timeouts: the iptables backend cannot" \
-            in result["msg"], result["msg"]
-        return
-    _apply(nat, config)
+    _apply(nat, config)  # a second run changes nothing
+    objects = _timeout_objects(lab, backend)
+    assert len(objects) == 1, objects
+    if backend == "iptables":  # a 4-character object name, which iptables-save lists whole
+        assert len(objects[0]) == 4
+        assert "-j CT --timeout %s" % objects[0] in lab.gw.run("iptables-save", "-t", "raw").stdout
     global_udp = int(lab.gw.out("sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout"))
     assert global_udp < 70, global_udp
     for client in (lab.lan, lab.srv):
@@ -197,6 +207,13 @@ def test_per_rule_timeouts_apply_to_their_source_only(lab, nat, backend):
         lab.gw, "-p", "udp", "--orig-port-dst", WAN_PORT))
     assert 70 < timeouts[LAN_CLIENT] <= 77, timeouts
     assert timeouts[LAN_SERVER] <= global_udp, timeouts
+    assert nat.gathered()["masquerade"][0]["timeouts"] == {"udp": 77}
+
+    # without the timeouts, the rule and then its object go
+    _apply(nat, {"masquerade": [dict(config["masquerade"][0], timeouts={}), MASQUERADE]},
+           state="replaced")
+    assert _timeout_objects(lab, backend) == []
+    assert "timeouts" not in nat.gathered()["masquerade"][0]
 
 
 # ---------------------------------------------------------------- ports, random_fully, persistent

@@ -416,14 +416,9 @@ _limit_lists = st.lists(connection_limit_entries, max_size=3).map(
     lambda entries: _unique_by_identity("connection_limits", entries))
 
 
-def configs(helpers=helper_entries, timeouts=True):
-    """A valid ``config`` dict with any subset of the kinds (``timeouts``: also per-rule
-    timeouts, which only the nftables backend takes)."""
+def configs(helpers=helper_entries):
+    """A valid ``config`` dict with any subset of the kinds (per-rule timeouts too)."""
     nat = _masquerade_lists, _snat_lists
-    if not timeouts:
-        nat = tuple(st.lists(nat_entries(kind, timeouts=False), max_size=4).map(
-            lambda entries, kind=kind: _unique_by_identity(kind, entries))
-            for kind in ("masquerade", "snat"))
     return st.fixed_dictionaries({}, optional={
         "masquerade": nat[0],
         "snat": nat[1],
@@ -447,10 +442,10 @@ _interface_addresses = st.lists(st.one_of(hosts4, hosts6), max_size=3, unique=Tr
 
 
 @st.composite
-def configs_and_addresses(draw, helpers=helper_entries, timeouts=True):
+def configs_and_addresses(draw, helpers=helper_entries):
     """(config, {interface: [address]}) with addresses for some of its hairpin interfaces:
     what the module reads from the host and puts in the hairpin sets."""
-    config = draw(configs(helpers, timeouts))
+    config = draw(configs(helpers))
     addresses = {}
     for name in hairpin_interfaces(config):
         if draw(st.integers(0, 3)):
@@ -610,7 +605,27 @@ def _ipt_copy(state):
         dict((f, dict(j)) for f, j in state.jumps.items()),
         dict((f, set(p)) for f, p in state.present.items()),
         dict((f, list(o)) for f, o in state.forward_order.items()),
-        dict((f, dict(sets)) for f, sets in state.sets.items()))
+        dict((f, dict(sets)) for f, sets in state.sets.items()),
+        dict(state.timeouts))
+
+
+def _nfct_line(s, line):
+    """One nfct command line (as Host.apply runs it) on State ``s``: the kernel refuses to
+    make an object whose name is taken, or to delete one that is missing or in use."""
+    words = line.split()
+    name = words[2]
+    if words[:2] == ["add", "timeout"]:
+        if name in s.timeouts:
+            raise Refused("%s (exists)" % line)
+        s.timeouts.update(iptables.parse_nfct(line))
+    elif words[:2] == ["delete", "timeout"]:
+        users = [r for chains in s.chains.values() for r in chains["helpers"]
+                 if r.verdict == "timeout" and iptables.object_name(r) == name]
+        if name not in s.timeouts or users:
+            raise Refused("%s (in use: %s)" % (line, users))
+        del s.timeouts[name]
+    else:
+        raise AssertionError("nfct line the simulation does not know: %s" % line)
 
 
 def _ipset_line(s, line):
@@ -641,19 +656,22 @@ def iptables_apply(state, commands):
     """The State after each family's part of ``commands`` went through ``*-restore --noflush``."""
     s = _ipt_copy(state)
     by_name = dict((v[1], k) for k, v in iptables.CHAINS.items())
-    family, table, ipset = 4, None, False
+    family, table, ipset, nfct = 4, None, False, False
     for line in commands:
-        if line in iptables.IPSET_PARTS.values():
-            ipset = True
+        if line in iptables.IPSET_PARTS.values() or line in iptables.NFCT_PARTS.values():
+            ipset, nfct = line in iptables.IPSET_PARTS.values(), line in iptables.NFCT_PARTS.values()
             continue
         if line.startswith("# ip6tables-restore"):
-            family, ipset = 6, False
+            family, ipset, nfct = 6, False, False
             continue
         if line.startswith("# iptables-restore"):
-            family, ipset = 4, False
+            family, ipset, nfct = 4, False, False
             continue
         if ipset:
             _ipset_line(s, line)
+            continue
+        if nfct:
+            _nfct_line(s, line)
             continue
         if line.startswith("*"):
             table = line[1:]
@@ -672,7 +690,9 @@ def iptables_apply(state, commands):
             chain = by_name[args[1]]
             if chain not in s.present[family]:
                 raise Refused(line)
-            rule = iptables.parse_rule(chain, args[2:])
+            if "--timeout" in args and args[args.index("--timeout") + 1] not in s.timeouts:
+                raise Refused("timeout object does not exist: %s" % line)
+            rule = iptables.parse_rule(chain, args[2:], s.timeouts)
             if rule.local_if and iptables.set_name(family, rule.local_if) not in s.sets[family]:
                 raise Refused("set does not exist: %s" % line)
             s.chains[family][chain].append(rule)

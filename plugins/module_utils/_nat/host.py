@@ -42,6 +42,9 @@ PERSIST_FILES = {
 # iptables hairpin sets, for ``ipset -exist restore`` before ipmasq.v4/.v6 at boot; written
 # only while there are such sets (and emptied, not left stale, when they go)
 PERSIST_IPSET = "ipmasq.ipset"
+# iptables timeout objects: ``nfct`` arguments, one command a line, run by the boot unit
+# before ipmasq.v4/.v6 (written only while there are such objects, emptied when they go)
+PERSIST_NFCT = "ipmasq.nfct"
 
 
 class HostError(Exception):
@@ -50,7 +53,8 @@ class HostError(Exception):
 
 # The tools each backend runs; a detached rollback timer finds them before it detaches.
 TOOLS = {"nftables": ("nft",),
-         "iptables": ("iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore")}
+         "iptables": ("iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore",
+                      "ipset", "nfct")}
 
 
 class Host:
@@ -210,6 +214,12 @@ class Host:
                 "(Debian/Ubuntu package ipset) for the sets of interface addresses %s; "
                 "install it, or use the nftables backend; nothing was changed"
                 % ", ".join(sorted(iptables.address_sets(state))))
+        if backend == "iptables" and state.timeouts and not self._bin("nfct", required=False):
+            raise HostError(
+                "per-rule timeouts (timeouts of masquerade and snat entries) on the iptables "
+                "backend need the nfct command (Debian/Ubuntu package nfct) for the conntrack "
+                "timeout objects %s; install it, or use the nftables backend; nothing was "
+                "changed" % ", ".join(sorted(state.timeouts)))
 
     # -- read
     def read(self, backend):
@@ -221,12 +231,32 @@ class Host:
                     return nft.empty_state()
                 raise HostError("nft -j list table inet ipmasq failed: %s" % err.strip())
             return nft.parse_json(out)
-        parts = {}
+        texts = {}
         for family, tool in ((4, "iptables-save"), (6, "ip6tables-save")):
             path = self._bin(tool, required=family == 4)
-            parts[family] = iptables.parse_save(self._must([path]), family) if path \
-                else iptables.empty_state()
+            texts[family] = self._must([path]) if path else ""
+        timeouts = self._read_timeouts(any("--timeout" in t for t in texts.values()))
+        parts = dict((family, iptables.parse_save(text, family, timeouts=timeouts))
+                     for family, text in texts.items())
         return iptables.combine(parts[4], parts[6])._replace(sets=self._read_ipsets())
+
+    def _read_timeouts(self, needed):
+        """The conntrack timeout objects (``nfct list timeout``); none when nfct is not
+        installed. A failing nfct counts only when ``needed`` (a rule uses an object): a
+        kernel without timeout objects must not stop runs that do not use them."""
+        return iptables.parse_nfct(self._nfct_list(needed))
+
+    def _nfct_list(self, needed):
+        """``nfct list timeout``, "" without nfct (or, unless ``needed``, when it fails)."""
+        path = self._bin("nfct", required=False)
+        if not path:
+            return ""
+        rc, out, err = self._run([path, "list", "timeout"])
+        if rc != 0:
+            if needed:
+                raise HostError("nfct list timeout failed (rc=%d): %s" % (rc, (err or out).strip()))
+            return ""
+        return out
 
     def _read_ipsets(self):
         """Our hairpin ipsets; none when ipset is not installed. Only our sets are saved:
@@ -253,19 +283,34 @@ class Host:
         families = [f for f in iptables.FAMILIES if f in scripts]
         tools = dict((f, self._bin(iptables.TOOLS[f])) for f in families)
         ipset = self._bin("ipset") if set(iptables.IPSET_PARTS) & set(scripts) else None
+        nfct = self._bin("nfct") if set(iptables.NFCT_PARTS) & set(scripts) else None
         # The sets first: iptables-restore (--test too) refuses a rule naming a missing set.
         # A failure from here on is undone by restore(), which takes the sets back as well.
         if "ipset" in scripts:
             self._must([ipset, "-exist", "restore"], scripts["ipset"], "ipset restore")
-        for family in families:
-            self._must([tools[family], "-w", "--noflush", "--test"], scripts[family],
-                       "%s --test" % iptables.TOOLS[family])
-        for family in families:
-            self._must([tools[family], "-w", "--noflush"], scripts[family],
-                       iptables.TOOLS[family])
+        # Then the timeout objects (a rule naming a missing one fails to load). restore()
+        # deletes only the objects rules of ours use: the ones made here go when what
+        # follows fails (those a loaded rule uses then go with restore()).
+        made = []
+        try:
+            for line in _nfct_lines(scripts.get("nfct")):
+                self._must([nfct] + line.split(), what="nfct " + line)
+                made.append(line.split()[2])
+            for family in families:
+                self._must([tools[family], "-w", "--noflush", "--test"], scripts[family],
+                           "%s --test" % iptables.TOOLS[family])
+            for family in families:
+                self._must([tools[family], "-w", "--noflush"], scripts[family],
+                           iptables.TOOLS[family])
+        except HostError:
+            for name in made:
+                self._run([nfct, "delete", "timeout", name])
+            raise
         if "ipset-after" in scripts:
             self._must([ipset, "-exist", "restore"], scripts["ipset-after"],
                        "ipset restore (destroying unused sets)")
+        for line in _nfct_lines(scripts.get("nfct-after")):
+            self._must([nfct] + line.split(), what="nfct " + line)
 
     def restore(self, backend, previous):
         """Bring our rules back to ``previous`` (a State read earlier) from whatever is there."""
@@ -288,6 +333,11 @@ class Host:
             ipset_path = os.path.join(PERSIST_DIR, PERSIST_IPSET)
             if "ipset" in split or os.path.exists(ipset_path):
                 parts["ipset"] = (ipset_path, split.get("ipset", ""))
+            # without its header line: the boot unit stops reading at a line starting "#"
+            nfct_path = os.path.join(PERSIST_DIR, PERSIST_NFCT)
+            if "nfct" in split or os.path.exists(nfct_path):
+                parts["nfct"] = (nfct_path, "".join(
+                    line + "\n" for line in _nfct_lines(split.get("nfct"))))
         return dict((key, (path, content + kernel.END_MARKER + "\n"))
                     for key, (path, content) in parts.items())
 
@@ -322,7 +372,7 @@ class Host:
         backend, and our rules now live in ``backend``."""
         other = "iptables" if backend == "nftables" else "nftables"
         names = list(PERSIST_FILES[other].values()) + (
-            [PERSIST_IPSET] if other == "iptables" else [])
+            [PERSIST_IPSET, PERSIST_NFCT] if other == "iptables" else [])
         return dict((os.path.join(PERSIST_DIR, name), None) for name in names
                     if os.path.exists(os.path.join(PERSIST_DIR, name)))
 
@@ -455,6 +505,8 @@ class Host:
             if not path and family == 4:
                 return None
             out[family] = self._must([path, "-c"]) if path else ""
+        out["nfct"] = self._nfct_list(
+            any("--timeout" in text for text in out.values()))
         return out
 
     @staticmethod
@@ -463,7 +515,8 @@ class Host:
         as persist_files keys them."""
         names = {"nftables": {"nft": PERSIST_FILES["nftables"]["nft"]},
                  "iptables": {"ipv4": PERSIST_FILES["iptables"][4],
-                              "ipv6": PERSIST_FILES["iptables"][6], "ipset": PERSIST_IPSET}}
+                              "ipv6": PERSIST_FILES["iptables"][6], "ipset": PERSIST_IPSET,
+                              "nfct": PERSIST_NFCT}}
         return dict((key, (os.path.join(PERSIST_DIR, name), _read(os.path.join(PERSIST_DIR, name))))
                     for key, name in names[backend].items())
 
@@ -665,6 +718,11 @@ def same_rules(backend, state, other):
         return state == other
     return (state.chains, state.jumps, state.present, state.sets) == (
         other.chains, other.jumps, other.present, other.sets)
+
+
+def _nfct_lines(part):
+    """The nfct command lines of a part of split_script (its header left out)."""
+    return [line for line in (part or "").splitlines() if line and not line.startswith("#")]
 
 
 def _read(path):

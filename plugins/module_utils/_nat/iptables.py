@@ -14,12 +14,22 @@ A hairpin rule matches the addresses of its forward's interface in the ipset
 The sets are made and filled by ``ipset restore`` before the rules that use them are
 loaded, and destroyed after those rules are gone: ``render_changes`` writes those parts
 under their own header lines (see ``split_script``).
+
+A per-rule timeout rule (``-j CT --timeout NAME``, raw table) uses a conntrack timeout
+object made with ``nfct add timeout``. iptables-save lists only the first 4 characters of
+the name, so our objects have 4-character names made from a hash of their family, protocol
+and policy (``object_name``); the rule's comment holds the policy as given (nfct lists
+every state), checked against the object when the rule is read. An object is ours while
+our rules use it: it is made before the rules that use it, and deleted after the last one
+is gone (the kernel refuses to delete an object in use): the NFCT_PARTS of render_changes.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import hashlib
 import ipaddress
 import re
 import shlex
@@ -68,11 +78,24 @@ _IPSET_FAMILY = {4: "inet", 6: "inet6"}
 # iptables-restore parts, "ipset-after" (destroying sets) after them.
 IPSET_PARTS = {"ipset": "# ipset restore", "ipset-after": "# ipset restore, after the rules"}
 
+# Timeout objects (nfct): the header lines of the parts that make them, before the
+# iptables-restore parts, and that delete them, after those parts. Each line of a part is
+# the arguments of one nfct command.
+NFCT_PARTS = {"nfct": "# nfct, before the rules", "nfct-after": "# nfct, after the rules"}
+_NFCT_FAMILY = {4: "inet", 6: "inet6"}
+_NFCT_L3PROTO = {"2": 4, "10": 6}
+_NFCT_L4PROTO = {"6": "tcp", "17": "udp"}
+# The comment of a timeout rule: this, then the policy as given (rules.timeout_text).
+TIMEOUT_COMMENT = "ipmasq timeouts "
+
 # chains: {family: {chain: [Rule]}}; jumps: {family: {chain: number of jumps}};
 # present: {family: set of our chains that exist}; forward_order: {family: [jump target of
 # each rule of the built-in filter FORWARD chain, "" for a rule without one]}; sets:
-# {family: {ipset name: frozenset of addresses}}, the hairpin address sets
-State = namedtuple("State", "chains jumps present forward_order sets")
+# {family: {ipset name: frozenset of addresses}}, the hairpin address sets; timeouts:
+# {name: (family, protocol, ((state, seconds), ...))}, the conntrack timeout objects: read,
+# every object on the host (nfct lists each state of its protocol); wanted, the ones our
+# rules use, with the states their entries give
+State = namedtuple("State", "chains jumps present forward_order sets timeouts")
 
 
 def empty_state():
@@ -80,7 +103,8 @@ def empty_state():
                  dict((f, dict((c, 0) for c in CHAINS)) for f in FAMILIES),
                  dict((f, set()) for f in FAMILIES),
                  dict((f, []) for f in FAMILIES),
-                 dict((f, {}) for f in FAMILIES))
+                 dict((f, {}) for f in FAMILIES),
+                 {})
 
 
 def set_name(family, interface):
@@ -138,8 +162,10 @@ def rule_args(rule):
     if rule.ct_count:
         out += ["-m", "connlimit", "--connlimit-above", rule.ct_count, "--connlimit-mask",
                 "128" if r.rule_family(rule) == 6 else "32", "--connlimit-saddr"]
-    if rule.comment:
-        out += ["-m", "comment", "--comment", rule.comment]
+    comment = TIMEOUT_COMMENT + r.timeout_text(rule) if rule.verdict == "timeout" \
+        else rule.comment
+    if comment:
+        out += ["-m", "comment", "--comment", r.check_token("comment", comment)]
     flags = [option for option, flag in _FLAGS.items() if flag in (rule.nat_flags or ())]
     if rule.to_addr and "/" in rule.to_addr:
         out += _prefix_target(rule)
@@ -155,7 +181,7 @@ def rule_args(rule):
     elif rule.verdict == "notrack":
         out += ["-j", "CT", "--notrack"]
     elif rule.verdict == "timeout":
-        raise r.RenderError("refusing to render timeouts for iptables: " + UNSUPPORTED_TIMEOUTS)
+        out += ["-j", "CT", "--timeout", object_name(rule)]
     elif rule.verdict == "reject":
         out += ["-j", "REJECT"]
     else:
@@ -163,23 +189,81 @@ def rule_args(rule):
     return out
 
 
-# Checked with iptables 1.8.9 (nft and legacy): "-j CT --timeout ipmasq4u_..." is listed
-# by iptables-save as "--timeout ipma", so the rules could not be read back.
-UNSUPPORTED_TIMEOUTS = (
-    "the iptables backend cannot set per-rule timeouts (its CT target needs a timeout "
-    "object made with nfct, and iptables-save lists only the first 4 characters of that "
-    "object's name, so the module could not read back which timeouts a rule sets); use "
-    "the nftables backend, or the global conntrack timeouts")
+def object_name(rule):
+    """The 4-character name of the timeout object a timeout rule uses (iptables 1.8.9's
+    iptables-save lists only 4 characters of it): base32 of a hash of the rule's family,
+    protocol and policy, so that equal policies share one object."""
+    digest = hashlib.sha1(("%d %s %s" % (r.rule_family(rule) or 4, rule.proto,
+                                         r.timeout_text(rule))).encode()).digest()
+    return base64.b32encode(digest).decode()[:4].lower()
 
 
-def unsupported(config):
-    """Why the iptables backend cannot apply ``config`` (a built config), naming the kind,
-    entry and field, or None."""
-    for kind in ("masquerade", "snat"):
-        for index, entry in enumerate(config.get(kind, ())):
-            if entry.timeouts:
-                return "%s[%d].timeouts: %s" % (kind, index, UNSUPPORTED_TIMEOUTS)
-    return None
+def _object(rule):
+    """(family, protocol, policy) of the timeout object a timeout rule uses."""
+    return r.rule_family(rule) or 4, rule.proto, rule.ct_timeout
+
+
+def timeout_objects(chains):
+    """{name: (family, protocol, policy)} of the timeout objects the timeout rules of
+    ``chains`` ({chain: [Rule]}) use; raises RenderError when two policies get one name."""
+    out, first = {}, {}
+    for rule in chains.get("helpers", ()):
+        if rule.verdict != "timeout":
+            continue
+        name, wanted = object_name(rule), _object(rule)
+        if out.setdefault(name, wanted) != wanted:
+            raise r.RenderError(
+                "the timeouts of source %s (%s) and of source %s (%s) get the same timeout "
+                "object name %s (iptables keeps 4 characters of it): change one of those "
+                "timeouts by a second" % (first[name].saddr, _policy_text(out[name]),
+                                          rule.saddr, _policy_text(wanted), name))
+        first.setdefault(name, rule)
+    return out
+
+
+def _policy_text(obj):
+    family, proto, policy = obj
+    if proto == "other":
+        return "timeouts of another protocol or family"
+    return "IPv%d %s {%s}" % (family, proto, ", ".join("%s: %s" % pair for pair in policy))
+
+
+def _used_objects(state):
+    """The names of the timeout objects our rules of ``state`` use."""
+    return set(object_name(rule) for family in FAMILIES
+               for rule in state.chains[family]["helpers"] if rule.verdict == "timeout")
+
+
+def _fits(obj, wanted):
+    """Whether the object ``obj`` sets what ``wanted`` asks (nfct lists every state)."""
+    return obj[:2] == wanted[:2] and set(wanted[2]) <= set(obj[2])
+
+
+def _nfct_changes(have, want):
+    """(nfct command lines to run before the rules change, and after): the objects the new
+    rules use are made, the ones only the old rules used are deleted."""
+    before, used = [], _used_objects(have)
+    # what the rules of ``want`` use (a State read from the host lists every object there)
+    objects = timeout_objects({"helpers": want.chains[4]["helpers"] + want.chains[6]["helpers"]})
+    for name, wanted in sorted(objects.items()):
+        obj = have.timeouts.get(name)
+        if obj is None:
+            family, proto, policy = wanted
+            before.append(" ".join(["add", "timeout", name, _NFCT_FAMILY[family], proto] + [
+                "%s %d" % pair for pair in r.check_token("ct_timeout", policy)]))
+        elif not _fits(obj, wanted) and name in used:
+            raise r.RenderError(
+                "timeout object %s: our rules use it for %s, and %s gets the same name: "
+                "change one of those timeouts by a second" % (
+                    name, _policy_text(obj), _policy_text(wanted)))
+        elif not _fits(obj, wanted):
+            raise r.RenderError(
+                "timeout object %s exists and is not ours (no rule of ours uses it): it sets "
+                "%s, and our timeouts %s need that name; delete it (nfct delete timeout %s) "
+                "or change those timeouts" % (name, _policy_text(obj), _policy_text(wanted),
+                                              name))
+    after = ["delete timeout %s" % name for name in sorted(used - set(objects))]
+    return before, after
 
 
 def _prefix_target(rule):
@@ -209,6 +293,7 @@ def layout(chains, lookups=None, addresses=None):
     want = empty_state()
     for (family, interface), members in r.address_sets(chains, addresses).items():
         want.sets[family][set_name(family, interface)] = members
+    want.timeouts.update(timeout_objects(chains))
     # Rules without addresses go to ip6tables too, but only when there is IPv6 work: an
     # IPv4-only ruleset leaves ip6tables (and iptables-nft's ip6 tables) untouched.
     ipv6 = any(r.rule_family(x) == 6 for rules in chains.values() for x in rules)
@@ -238,8 +323,9 @@ def render_changes(have, want):
 
     Each family's part starts with a ``# iptables-restore`` or ``# ip6tables-restore``
     line naming the tool that takes it. A chain whose rules differ is declared again
-    (which empties it under --noflush) and refilled. The hairpin sets are made and filled
-    first, and the ones no rule wants any more are destroyed last (IPSET_PARTS).
+    (which empties it under --noflush) and refilled. The hairpin sets and the timeout
+    objects are made (and the sets filled) first, and the ones no rule wants any more are
+    destroyed last (IPSET_PARTS, NFCT_PARTS).
     """
     out = []
     for family in FAMILIES:
@@ -268,8 +354,11 @@ def render_changes(have, want):
         if script:
             out += ["# %s --noflush" % TOOLS[family]] + script
     before, after = _ipset_changes(have, want)
-    return ([IPSET_PARTS["ipset"]] + before if before else []) + out + \
-        ([IPSET_PARTS["ipset-after"]] + after if after else [])
+    made, deleted = _nfct_changes(have, want)
+    return ([IPSET_PARTS["ipset"]] + before if before else []) + \
+        ([NFCT_PARTS["nfct"]] + made if made else []) + out + \
+        ([IPSET_PARTS["ipset-after"]] + after if after else []) + \
+        ([NFCT_PARTS["nfct-after"]] + deleted if deleted else [])
 
 
 def _ipset_changes(have, want):
@@ -307,10 +396,11 @@ def _jump_position(have, family, chain):
 
 def split_script(lines):
     """[lines] from render_changes -> {part: input text}: the part is a family (for
-    ``iptables-restore`` or ``ip6tables-restore``) or a key of IPSET_PARTS (for
-    ``ipset restore``)."""
+    ``iptables-restore`` or ``ip6tables-restore``), a key of IPSET_PARTS (for
+    ``ipset restore``) or of NFCT_PARTS (nfct commands, one a line)."""
     out, part = {}, 4
-    headers = dict((header, key) for key, header in IPSET_PARTS.items())
+    headers = dict((header, key) for parts in (IPSET_PARTS, NFCT_PARTS)
+                   for key, header in parts.items())
     for line in lines:
         for fam, tool in TOOLS.items():
             if line.startswith("# %s" % tool):
@@ -348,8 +438,9 @@ def _to_target(value):
     return addr, port.replace(":", "-") if port else None
 
 
-def parse_rule(chain, args):
-    """iptables arguments (after ``-A CHAIN``) -> Rule; raises _Unknown."""
+def parse_rule(chain, args, timeouts=None):
+    """iptables arguments (after ``-A CHAIN``) -> Rule; raises _Unknown. ``timeouts``: the
+    timeout objects (State.timeouts) that ``-j CT --timeout`` may name."""
     f, neg, i, set_family = {"chain": chain}, False, 0, None
     prefix = {}
     while i < len(args):
@@ -424,6 +515,8 @@ def parse_rule(chain, args):
             f["to_addr"], f["to_port"] = _to_target(val)
         elif opt == "--helper":
             f["helper"] = val
+        elif opt == "--timeout" and f.get("verdict") == "helper":
+            f["verdict"], f["ct_timeout"] = "timeout", val  # the name; see _read_timeout
         elif opt == "--notrack" and f.get("verdict") == "helper":
             f["verdict"] = "notrack"
             i -= 1  # it takes no value
@@ -442,6 +535,8 @@ def parse_rule(chain, args):
     if "verdict" not in f:
         raise _Unknown(args)
     _read_prefix_target(f, prefix, args)
+    if f["verdict"] == "timeout":
+        _read_timeout(f, timeouts or {}, args)
     rule = r.normalize(r.Rule(**f))
     if rule.ct_count and (prefix.get("mask") != ("128" if r.rule_family(rule) == 6 else "32")
                           or not prefix.get("saddr")):
@@ -468,6 +563,26 @@ def _read_prefix_target(f, prefix, args):
         f["to_addr"] = r.norm_net(prefix.get("--dst-pfx") or "::/0")
 
 
+def _read_timeout(f, timeouts, args):
+    """A ``-j CT --timeout NAME`` rule of ours: its comment gives the policy, which the
+    object NAME must set, for the rule's family and protocol; NAME must be the one that
+    policy makes. Anything else is not a rule of ours (_Unknown)."""
+    name, comment = f["ct_timeout"], f.pop("comment", None) or ""
+    if not comment.startswith(TIMEOUT_COMMENT) or f["chain"] != "helpers":
+        raise _Unknown(args)
+    policy = tuple((state, int(seconds)) for state, seconds in (
+        pair.split("=") for pair in comment[len(TIMEOUT_COMMENT):].split(",")))
+    rule = r.normalize(r.Rule(**dict(f, ct_timeout=policy)))
+    r.check_rule(rule)
+    if rule.proto not in r.TIMEOUT_STATES or \
+            [state for state, _seconds in policy] != [
+                state for state in r.TIMEOUT_STATES[rule.proto] if state in dict(policy)] or \
+            object_name(rule) != name or name not in timeouts or \
+            not _fits(timeouts[name], _object(rule)):
+        raise _Unknown(args)
+    f["ct_timeout"] = policy
+
+
 def _target(words):
     """The jump target of a rule split into words ("" when it has none)."""
     for i, word in enumerate(words[:-1]):
@@ -476,15 +591,18 @@ def _target(words):
     return ""
 
 
-def parse_save(text, family, builtins=False):
+def parse_save(text, family, builtins=False, timeouts=None):
     """iptables-save output (or ``iptables -t T -A ...`` lines) -> State for ``family``.
+    ``timeouts`` ({name: (family, protocol, policy)}, parse_nfct): the timeout objects on
+    the host, which our timeout rules use (one whose object is missing or sets other
+    timeouts is not ours); they go into the State.
 
     Only our chains and the jumps to them are read; other chains' lines are skipped before
     they are split into words, so that nothing a neighbour put in a comment can stop a run.
     With ``builtins`` the NAT/filter rules typed straight into PREROUTING, POSTROUTING and
     FORWARD count as ours too: that is how hand-made gateways are migrated.
     """
-    state = empty_state()
+    state = empty_state()._replace(timeouts=dict(timeouts or {}))
     chains, jumps, present = state.chains[family], state.jumps[family], state.present[family]
     order = state.forward_order[family]
     table = "filter"
@@ -543,10 +661,10 @@ def parse_save(text, family, builtins=False):
         if chain is None:
             continue
         try:
-            rule = parse_rule(chain, rest)
+            rule = parse_rule(chain, rest, state.timeouts)
         except r.ParseError as exc:
             raise r.ParseError("line %d: %s: %s" % (number, exc, line[:200]))
-        except (_Unknown, AttributeError, IndexError, ValueError):
+        except (_Unknown, AttributeError, IndexError, ValueError, TypeError, r.RenderError):
             rule = r.Rule(chain, verdict="unknown", comment=line)
         chains[chain].append(rule)
         if builtins:
@@ -555,8 +673,52 @@ def parse_save(text, family, builtins=False):
 
 
 def combine(v4, v6):
-    """One State from the IPv4 and the IPv6 parse."""
-    return State(*({4: getattr(v4, field)[4], 6: getattr(v6, field)[6]} for field in State._fields))
+    """One State from the IPv4 and the IPv6 parse (the timeout objects are the IPv4
+    parse's: both parses are given the same)."""
+    return State(*({4: getattr(v4, field)[4], 6: getattr(v6, field)[6]}
+                   for field in State._fields if field != "timeouts"), timeouts=v4.timeouts)
+
+
+_NFCT_OBJECT = re.compile(r"^\.([^ =]+) = \{$")
+_NFCT_VALUE = re.compile(r"^\.([A-Za-z0-9_]+) = ([0-9]+),$")
+
+
+def parse_nfct(text):
+    """``nfct list timeout`` output, or our nfct command lines (``add timeout NAME inet udp
+    unreplied 10``; what NFCT_PARTS hold) -> {name: (family, protocol, ((state, seconds),
+    ...))}. The states are the model's (rules.TIMEOUT_STATES; nfct's others are left out);
+    an object of another protocol or family is kept with protocol "other" and no policy:
+    its name is taken."""
+    out, name, values = {}, None, {}
+    for raw in text.split("\n"):
+        line = raw.strip()
+        words = line.split()
+        if words[:2] == ["add", "timeout"] and len(words) >= 5:
+            family = dict((v, k) for k, v in _NFCT_FAMILY.items()).get(words[3])
+            values = dict(zip(words[5::2], words[6::2]))
+            out[words[2]] = _nfct_object(family, words[4], values)
+            continue
+        start = _NFCT_OBJECT.match(raw.rstrip())  # objects start at the line's start
+        value = _NFCT_VALUE.match(line)
+        if start:
+            name, values = start.group(1), {}
+        elif value and name:
+            values[value.group(1).lower()] = value.group(2)
+        elif line == "};" and name:
+            out[name] = _nfct_object(_NFCT_L3PROTO.get(values.pop("l3proto", None)),
+                                     _NFCT_L4PROTO.get(values.pop("l4proto", None)), values)
+            name = None
+    return out
+
+
+def _nfct_object(family, proto, values):
+    if family is None or proto not in r.TIMEOUT_STATES:
+        return (family, "other", ())
+    try:
+        return (family, proto, tuple((state, int(values[state])) for state in
+                                     r.TIMEOUT_STATES[proto] if state in values))
+    except ValueError:
+        return (family, "other", ())
 
 
 def parse_ipset(text):
@@ -588,16 +750,21 @@ def parse_ipset(text):
 
 def parse(text, builtins=False):
     """iptables-save text -> State. ``# ip6tables`` starts the IPv6 part of a combined text,
-    and ``# ipset`` an ``ipset save`` part (what render_full writes)."""
-    v4, v6, ipset, current = [], [], [], None
+    ``# ipset`` an ``ipset save`` part and ``# nfct`` timeout objects (what render_full
+    writes)."""
+    v4, v6, ipset, nfct, current = [], [], [], [], None
     for line in text.split("\n"):
         low = line.strip().lower()
-        if low.startswith("# ipset"):
+        if low.startswith("# nfct"):
+            current = nfct
+        elif low.startswith("# ipset"):
             current = ipset
         elif low.startswith("# ip6tables") or low.startswith("ip6tables "):
             current = v6
         elif low.startswith("# iptables") or low.startswith("iptables "):
             current = v4
         (current if current is not None else v4).append(line)
-    state = combine(parse_save("\n".join(v4), 4, builtins), parse_save("\n".join(v6), 6, builtins))
+    timeouts = parse_nfct("\n".join(nfct))
+    state = combine(parse_save("\n".join(v4), 4, builtins, timeouts),
+                    parse_save("\n".join(v6), 6, builtins, timeouts))
     return state._replace(sets=parse_ipset("\n".join(ipset)))

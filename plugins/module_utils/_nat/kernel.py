@@ -132,6 +132,12 @@ def unit_text(backend, files, bins, ipv6_forwarding, sysctl_path):
                              % (bins[tool], table, builtin, name))
         if "ipset" in files:  # hairpin's address sets, before the rules that name them
             lines.append("ExecStart=%s -exist -file %s restore" % (bins["ipset"], files["ipset"]))
+        if "nfct" in files:
+            # The timeout objects, before the rules that name them: one nfct command a
+            # line, up to the end marker. "-": an object that exists already (a restart)
+            # is fine; one that could not be made fails the iptables-restore that names it.
+            lines.append("ExecStart=-%s -r -a %s -E '#' -L 1 %s"
+                         % (bins["xargs"], files["nfct"], bins["nfct"]))
         lines.append("ExecStart=%s -w --noflush %s" % (bins["iptables-restore"], files["ipv4"]))
         lines.append("ExecStart=%s -w --noflush %s" % (bins["ip6tables-restore"], files["ipv6"]))
     # The conntrack sysctls exist once nf_conntrack is loaded, which loading the rules does.
@@ -147,4 +153,4 @@ def unit_tools(backend, files):
     if backend == "nftables":
         return tools + ["nft"]
     return tools + ["iptables", "ip6tables", "iptables-restore", "ip6tables-restore"] + (
-        ["ipset"] if "ipset" in files else [])
+        ["ipset"] if "ipset" in files else []) + (["xargs", "nfct"] if "nfct" in files else [])

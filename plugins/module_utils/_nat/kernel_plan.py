@@ -25,7 +25,7 @@ UNITS = ((kernel.UNIT_NAME, kernel.UNIT_PATH), (refresh.UNIT_NAME, refresh.UNIT_
 def persisted_rulesets():
     """The ruleset files nat_rules persists, of both backends (and their temporary names)."""
     names = list(hosts.PERSIST_FILES["nftables"].values()) + \
-        list(hosts.PERSIST_FILES["iptables"].values()) + [hosts.PERSIST_IPSET]
+        list(hosts.PERSIST_FILES["iptables"].values()) + [hosts.PERSIST_IPSET, hosts.PERSIST_NFCT]
     paths = [os.path.join(hosts.PERSIST_DIR, name) for name in sorted(names)]
     return [p for path in paths for p in (path, path + ".tmp")]
 
@@ -52,7 +52,7 @@ def _check(params):
     boot = params["boot_unit"]
     if boot:
         wanted = ("nft",) if boot["backend"] == "nftables" else ("ipv4", "ipv6")
-        given = sorted(set(boot["files"] or {}) - {"ipset"} if boot["backend"] == "iptables"
+        given = sorted(set(boot["files"] or {}) - {"ipset", "nfct"} if boot["backend"] == "iptables"
                        else boot["files"] or {})
         if given != sorted(wanted):
             return ("boot_unit.files: the %s backend needs %s (got %r); pass the persist_files "

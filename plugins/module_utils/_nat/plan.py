@@ -159,9 +159,6 @@ def run(module):
     try:
         if state == "rendered":
             backend = "iptables" if p["backend"] == "iptables" else "nftables"
-            refused = _refused(backend, config)
-            if refused:
-                return refused
             ruleset = m.empty_ruleset()
             ruleset.update(config)
             text = CODECS[backend].render_full(want_state(CODECS[backend], ruleset))
@@ -193,15 +190,6 @@ def run(module):
                        "changed: %s" % exc}
     except HostError as exc:
         return {"failed": True, "changed": False, "msg": str(exc)}
-
-
-def _refused(backend, config):
-    """The result for a config the backend cannot apply (before any change), or None."""
-    why = iptables.unsupported(config) if backend == "iptables" else None
-    if why:
-        return {"failed": True, "changed": False, "backend": backend,
-                "msg": "invalid config for the %s backend: %s" % (backend, why)}
-    return None
 
 
 def _confirm(host, token, confirm):
@@ -268,9 +256,6 @@ def _change(module, host, decision, state, config):
     backend, have_state = decision.backend, decision.have
     codec = CODECS[backend]
     if state != "deleted":
-        refused = _refused(backend, config)  # what this backend cannot do, before any change
-        if refused:
-            return refused
         uses = m.interface_uses(p["config"])
         for text in missing_interface_warnings(uses, host.missing_interfaces(sorted(uses))):
             module.warn(text)

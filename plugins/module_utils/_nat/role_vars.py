@@ -324,11 +324,6 @@ def role_config(variables, role):
         _fail("ipmasq_rollback_timeout", "must be 0 (off) or a number of seconds", timeout)
     config = _nat_rules(variables, role)
     _check_snat_family(config)
-    if variables.get("ipmasq_backend") == "iptables" and \
-            _dict(variables, "ipmasq_masquerade_timeouts") and "masquerade" in config:
-        _fail("ipmasq_masquerade_timeouts", "the iptables backend cannot set them (see the "
-              "timeouts option of ipmasq.gateway.nat_rules); use ipmasq_backend nftables",
-              variables["ipmasq_masquerade_timeouts"])
     try:
         model.build_config(config)
     except model.ConfigError as exc:

@@ -259,7 +259,7 @@ def boot_state(backend, files):
     if backend == "nftables":
         keys, need = ["nft"], ["nft"]
     else:
-        keys, need = ["ipv4", "ipv6", "ipset"], ["ipv4", "ipv6"]
+        keys, need = ["ipv4", "ipv6", "ipset", "nfct"], ["ipv4", "ipv6"]
     if all(files.get(k) is None for k in need):
         return None, "no boot file"
     if any(files.get(k) is None for k in need):
@@ -270,6 +270,8 @@ def boot_state(backend, files):
     if cut:
         return None, ("boot file %s has no end marker: the boot unit would not load it"
                       % ", ".join(cut))
+    if files.get("nfct") is not None:  # the file has no header line: parse needs one
+        texts[texts.index(files["nfct"])] = iptables.NFCT_PARTS["nfct"] + "\n" + files["nfct"]
     try:
         return CODECS[backend].parse("".join(texts)), None
     except (r.ParseError, ValueError) as exc:
@@ -441,8 +443,9 @@ def dump_state(backend, dump):
     """host.dump output -> the backend State (the rules, without their counters)."""
     if backend == "nftables":
         return nft.parse_json(dump["nft"])
-    return iptables.combine(iptables.parse_save(dump.get(4) or "", 4),
-                            iptables.parse_save(dump.get(6) or "", 6))
+    timeouts = iptables.parse_nfct(dump.get("nfct") or "")
+    return iptables.combine(iptables.parse_save(dump.get(4) or "", 4, timeouts=timeouts),
+                            iptables.parse_save(dump.get(6) or "", 6, timeouts=timeouts))
 
 
 def holds_rules(backend, state):

@@ -70,7 +70,7 @@ class FakeHost:
         self.fail_apply = 0
         self.interfaces = {}  # {interface: [address]}, as ``ip -j addr show`` would tell
         # installed, of the tools looked up with required=False
-        self.tools = {"ipset", "nft", "iptables-save"}
+        self.tools = {"ipset", "nft", "iptables-save", "nfct"}
         self.absent_interfaces = set()  # the interfaces /sys/class/net does not show
         self.ruleset_json = '{"nftables": []}'  # nft -j list chains (and tables)
         self.filter_saves = {}  # {family: iptables-save -t filter text}
@@ -120,7 +120,7 @@ class FakeHost:
     def stale_persist_files(self, backend):
         other = "iptables" if backend == "nftables" else "nftables"
         names = list(host.PERSIST_FILES[other].values()) + (
-            [host.PERSIST_IPSET] if other == "iptables" else [])
+            [host.PERSIST_IPSET, host.PERSIST_NFCT] if other == "iptables" else [])
         return dict((path, None) for path in self.files
                     if path.rsplit("/", 1)[-1] in names)
 

@@ -125,18 +125,46 @@ def test_per_rule_timeouts_on_nftables_are_ct_timeout_objects():
     assert plan.read_model(nft, nft.parse(text))[0] == ruleset_of(TIMEOUTS)
 
 
-@pytest.mark.parametrize("state", ["merged", "replaced", "overridden", "rendered"])
-def test_per_rule_timeouts_are_refused_on_iptables_naming_the_entry(machine, state):
+def test_per_rule_timeouts_on_iptables_are_ct_targets_with_nfct_objects():
+    state = plan.want_state(iptables, ruleset_of(TIMEOUTS))
+    text = iptables.render_full(state)
+    timeouts = [r for r in state.chains[4]["helpers"] if r.ct_timeout]
+    names = [iptables.object_name(r) for r in timeouts]
+    assert all(len(name) == 4 for name in names) and len(set(names)) == 2
+    assert state.timeouts == {names[0]: (4, "tcp", (("established", 960),)),
+                              names[1]: (4, "udp", (("unreplied", 30),))}
+    assert text.startswith("# nfct, before the rules\n")
+    assert "add timeout %s inet tcp established 960\n" % names[0] in text
+    assert "add timeout %s inet udp unreplied 30\n" % names[1] in text
+    assert '-A IPMASQ-HELPERS -s 192.168.10.0/24 -p udp -m comment --comment ' \
+        '"ipmasq timeouts unreplied=30" -j CT --timeout %s\n' % names[1] in text
+    assert plan.read_model(iptables, iptables.parse(text))[0] == ruleset_of(TIMEOUTS)
+
+
+@pytest.mark.parametrize("state", ["merged", "replaced", "overridden"])
+def test_per_rule_timeouts_on_iptables_without_nfct_fail_naming_the_package(machine, state):
+    machine.tools.discard("nfct")
     result = run(backend="iptables", state=state, config=copy.deepcopy(TIMEOUTS))
     assert result["failed"] is True and result["changed"] is False
-    assert result["msg"].startswith("invalid config for the iptables backend: "
-                                    "masquerade[0].timeouts: the iptables backend cannot")
-    assert [c for c in machine.calls if c[0] == "apply"] == []
+    assert "need the nfct command (Debian/Ubuntu package nfct)" in result["msg"]
+    assert result["msg"].endswith("nothing was changed")
+    assert [c for c in machine.calls if c[0] in ("apply", "write_files")] == []
+
+
+def test_removing_the_timeouts_deletes_their_objects_after_the_rules(machine):
+    run(backend="iptables", config=copy.deepcopy(TIMEOUTS))
+    names = sorted(machine.states["iptables"].timeouts)
+    result = run(backend="iptables", state="replaced", config=copy.deepcopy(
+        {"masquerade": [dict(NEW["masquerade"][0])]}))
+    commands = result["commands"]
+    assert commands[-3:] == ["# nfct, after the rules"] + [
+        "delete timeout %s" % name for name in names]
+    assert machine.states["iptables"].timeouts == {}
 
 
 @pytest.mark.parametrize("backend", sorted(CODECS))
 def test_new_kinds_apply_then_change_nothing_and_check_mode_predicts_it(machine, backend):
-    config = dict(NEW, **TIMEOUTS) if backend == "nftables" else NEW
+    config = dict(NEW, **TIMEOUTS)
     checked = run(backend=backend, config=copy.deepcopy(config), check_mode=True, diff=True)
     assert checked["changed"] is True and [c for c in machine.calls if c[0] == "apply"] == []
     real = run(backend=backend, config=copy.deepcopy(config), diff=True)
@@ -187,7 +215,7 @@ def test_every_state_of_the_new_kinds_then_an_idempotent_second_run(
 
 @pytest.mark.parametrize("backend", sorted(CODECS))
 def test_rendered_then_parsed_is_the_config_for_the_new_kinds(no_host, backend):
-    config = dict(NEW, **TIMEOUTS) if backend == "nftables" else NEW
+    config = dict(NEW, **TIMEOUTS)
     rendered = run(state="rendered", backend=backend, config=copy.deepcopy(config))["rendered"]
     parsed = run(state="parsed", running_config="\n".join(rendered))["parsed"]
     assert ruleset_of(parsed) == ruleset_of(config)

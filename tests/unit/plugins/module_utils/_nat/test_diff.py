@@ -120,13 +120,9 @@ def test_each_state_then_its_idempotent_second_run(codec, state, config):
         assert again[3] == []
 
 
-def _configs_for(backend):
-    return configs(timeouts=backend == "nftables")
-
-
 @settings(max_examples=100, deadline=None)
 @given(st.sampled_from(sorted(CODECS)).flatmap(
-    lambda backend: st.tuples(st.just(backend), _configs_for(backend), _configs_for(backend))),
+    lambda backend: st.tuples(st.just(backend), configs(), configs())),
     st.sampled_from(CHANGING_STATES))
 def test_any_state_reaches_its_after_state_and_then_stays(backend_and_configs, state):
     backend, have_config, config = backend_and_configs

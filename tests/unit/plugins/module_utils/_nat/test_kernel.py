@@ -37,6 +37,20 @@ def test_the_unit_switches_forwarding_on_only_after_complete_files_loaded(backen
     assert "After=local-fs.target systemd-modules-load.service systemd-sysctl.service" in text
 
 
+def test_the_timeout_objects_are_made_before_the_rules_that_use_them():
+    files = dict(IPT_FILES, nfct="/etc/ipmasq/ipmasq.nfct")
+    assert kernel.unit_tools("iptables", files)[-2:] == ["xargs", "nfct"]
+    bins = dict(BINS, xargs="/usr/bin/xargs", nfct="/usr/sbin/nfct")
+    start = _lines(kernel.unit_text("iptables", files, bins, False, kernel.SYSCTL_FILE[True]),
+                   "ExecStart=")
+    # one nfct command a line, up to the end marker; an object that exists (a restart) is
+    # no failure, one that is missing fails the iptables-restore after it (no "-" there)
+    assert start == [
+        "ExecStart=-/usr/bin/xargs -r -a /etc/ipmasq/ipmasq.nfct -E '#' -L 1 /usr/sbin/nfct",
+        "ExecStart=/usr/sbin/iptables-restore -w --noflush /etc/ipmasq/ipmasq.v4",
+        "ExecStart=/usr/sbin/ip6tables-restore -w --noflush /etc/ipmasq/ipmasq.v6"]
+
+
 def test_ipv6_forwarding_is_left_alone_when_not_asked():
     text = kernel.unit_text("nftables", NFT_FILES, BINS, False, kernel.SYSCTL_FILE[True])
     assert "ipv6" not in text

@@ -252,8 +252,6 @@ ERRORS = [
      "ipmasq_masquerade_timeouts: is not a timeout a rule can set"),
     ({"ipmasq_masquerade_timeouts": [30]},
      "ipmasq_masquerade_timeouts: must be a dictionary (got [30])"),
-    ({"ipmasq_masquerade_timeouts": {"udp": 30}, "ipmasq_backend": "iptables"},
-     "ipmasq_masquerade_timeouts: the iptables backend cannot set them"),
     ({"ipmasq_wan_interface": "ppp+", "ipmasq_port_forwards": [dict(PF, hairpin=True)]},
      "ipmasq_port_forwards[0].hairpin: needs the addresses of one interface, but in_interface "
      "ppp+ is a pattern"),
