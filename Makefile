@@ -87,7 +87,7 @@ define copy_tree
 endef
 
 .PHONY: help deps venv build-venv collection-link image images managers-image lint sanity core-lines \
-	$(addprefix core-,$(CORE_LINES)) unit integration molecule molecule-releases build \
+	$(addprefix core-,$(CORE_LINES)) unit integration molecule molecule-releases molecule-all build \
 	build-check release-check docs docs-check test preflight prerequisites lab lab-down bench \
 	clean clean-all
 
@@ -289,7 +289,15 @@ prerequisites: deps
 	@python3 tests/integration/prerequisites.py
 
 test: preflight deps prerequisites venv images lint sanity core-lines build-check release-check \
-	unit docs-check integration molecule molecule-releases
+	unit docs-check
+	$(MAKE) --no-print-directory -j2 --output-sync=target integration molecule-all
+
+# The integration tests (network namespaces) and the Molecule scenarios (containers) share
+# nothing and spend much of their time waiting on timers and boots: `make test` runs them side
+# by side. The scenarios themselves run one after another (the releases reuse their names).
+molecule-all:
+	$(MAKE) --no-print-directory molecule
+	$(MAKE) --no-print-directory molecule-releases
 
 lab: venv collection-link image
 	bash scripts/lab.sh up
