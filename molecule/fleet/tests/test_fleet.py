@@ -68,17 +68,22 @@ def _forward_patterns(backend, wan, forward, to_address=None):
     return patterns
 
 
+def _without_counters(text):
+    """nft's listing without the rules' "counter packets N bytes N" (the gateways count)."""
+    return re.sub(r" counter packets [0-9]+ bytes [0-9]+", "", text)
+
+
 def _nat_listing(host, backend):
     """The gateway's owned NAT rules (port forwards, masquerade, SNAT) as text."""
     if backend == "nftables":
-        return host.run_expect([0], "nft list table inet ipmasq").stdout
+        return _without_counters(host.run_expect([0], "nft list table inet ipmasq").stdout)
     return host.run_expect([0], "iptables -w -t nat -S").stdout
 
 
 def _forward_chain(host, backend):
     """The owned forward chain's rules, one per line, in order."""
     if backend == "nftables":
-        text = host.run_expect([0], "nft list chain inet ipmasq forward").stdout
+        text = _without_counters(host.run_expect([0], "nft list chain inet ipmasq forward").stdout)
         return [line.strip() for line in text.splitlines()
                 if line.strip() and not line.strip().startswith(("table", "chain", "type", "}"))]
     text = host.run_expect([0], "iptables -w -S IPMASQ-FORWARD").stdout
