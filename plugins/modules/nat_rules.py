@@ -263,32 +263,10 @@ options:
           timeouts:
             description:
               - Connection-tracking timeouts in seconds for the connections from
-                O(config.snat[].source) (required with it), by state, for example
-                V(tcp_established) 960 and V(udp) 30 (the seed's HIDE TIMEOUT). Keys
-                V(tcp_syn_sent), V(tcp_syn_recv), V(tcp_established), V(tcp_fin_wait),
-                V(tcp_close_wait), V(tcp_last_ack), V(tcp_time_wait), V(tcp_close), V(udp)
-                (a flow without a reply yet, and a short exchange) and V(udp_stream) (a flow
-                with traffic both ways for some seconds).
-              - They apply to every connection from the source, whatever interface it
-                leaves by, so all masquerade and snat entries of one source must set the
-                same ones. States not given keep the global value the host had when the
-                object was made (M(ipmasq.gateway.nat_kernel)'s C(conntrack_timeouts)).
-              - nftables makes them C(ct timeout) objects of C(table inet ipmasq) (named
-                C(ipmasq4u_<hash>), the policy in their comment) that the chain
-                C(helpers) sets.
-              - iptables makes them conntrack timeout objects with the C(nfct) tool
-                (Debian/Ubuntu package C(nfct); without it the module fails before any
-                change), set by C(-j CT --timeout NAME) rules in the raw chain
-                C(IPMASQ-HELPERS), the policy in their comment. C(iptables-save) lists only
-                the first 4 characters of an object's name (iptables 1.8.9), so the names
-                are 4 characters from a hash of family, protocol and policy; two policies
-                that get one name are refused, naming both. An object is the module's while
-                its rules use it; it is made before them and deleted after the last of them
-                is gone. An object of that name that no rule of the module uses and that
-                sets other timeouts is refused as foreign. The boot unit makes the objects
-                from C(/etc/ipmasq/ipmasq.nfct) before it loads the rules. For
-                O(state=parsed), append a line C(# nfct) and the output of
-                C(nfct list timeout) to the C(iptables-save) text.
+                O(config.snat[].source) (required with it), by state. The keys, what they
+                apply to and how each backend makes them are those of
+                O(config.masquerade[].timeouts); all masquerade and snat entries of one
+                source must set the same ones.
             type: dict
       port_forwards:
         description:

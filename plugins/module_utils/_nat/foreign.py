@@ -20,6 +20,8 @@ import re
 import shlex
 from collections import namedtuple
 
+from ansible_collections.ipmasq.gateway.plugins.module_utils._nat import model as m
+
 # family: 4, 6 or None (both); saddr/daddr/dports: tuples of values as written (a set
 # gives several); ct_state: frozenset or None, any of which matches (iptables' --ctstate
 # may list dnat and snat there); ct_dnat: nft's "ct status dnat"; unknown: what was not understood, as text;
@@ -107,14 +109,11 @@ SERVICES = {
     "postgresql": 5432, "http-alt": 8080, "webcache": 8080,
 }
 
-# ASCII digits only: str.isdigit also takes "²" and other scripts' digits
-_DIGITS = re.compile(r"[0-9]+\Z")
-
 
 def port_number(text):
     """A port as digits, or None when ``text`` is neither digits nor a known service."""
     text = str(text)
-    if _DIGITS.match(text):
+    if m.digits(text):
         return text
     number = SERVICES.get(text.lower())
     return None if number is None else str(number)

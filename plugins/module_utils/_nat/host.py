@@ -235,19 +235,17 @@ class Host:
         for family, tool in ((4, "iptables-save"), (6, "ip6tables-save")):
             path = self._bin(tool, required=family == 4)
             texts[family] = self._must([path]) if path else ""
-        timeouts = self._read_timeouts(any("--timeout" in t for t in texts.values()))
+        timeouts = iptables.parse_nfct(self._nfct_list(texts.values()))
         parts = dict((family, iptables.parse_save(text, family, timeouts=timeouts))
                      for family, text in texts.items())
         return iptables.combine(parts[4], parts[6])._replace(sets=self._read_ipsets())
 
-    def _read_timeouts(self, needed):
-        """The conntrack timeout objects (``nfct list timeout``); none when nfct is not
-        installed. A failing nfct counts only when ``needed`` (a rule uses an object): a
-        kernel without timeout objects must not stop runs that do not use them."""
-        return iptables.parse_nfct(self._nfct_list(needed))
-
-    def _nfct_list(self, needed):
-        """``nfct list timeout``, "" without nfct (or, unless ``needed``, when it fails)."""
+    def _nfct_list(self, saved):
+        """``nfct list timeout`` (the conntrack timeout objects), "" without nfct. A failing
+        nfct counts only when a rule of the iptables-save texts ``saved`` uses an object
+        (``--timeout``): a kernel without timeout objects must not stop runs that do not
+        use them."""
+        needed = any("--timeout" in text for text in saved)
         path = self._bin("nfct", required=False)
         if not path:
             return ""
@@ -505,8 +503,7 @@ class Host:
             if not path and family == 4:
                 return None
             out[family] = self._must([path, "-c"]) if path else ""
-        out["nfct"] = self._nfct_list(
-            any("--timeout" in text for text in out.values()))
+        out["nfct"] = self._nfct_list(list(out.values()))
         return out
 
     @staticmethod

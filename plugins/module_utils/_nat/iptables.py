@@ -73,7 +73,9 @@ FORWARD_ANCHORS = ("DOCKER-USER", "ufw-before-forward", "ufw-user-forward")
 # Hairpin address sets (ipset names are at most 31 characters: 11 + 15 fit).
 IPSET_PREFIX = "ipmasq-hp"
 _IPSET_NAME = re.compile(r"^ipmasq-hp([46])-(.+)\Z")
-_IPSET_FAMILY = {4: "inet", 6: "inet6"}
+# how ipset and nfct name the address families
+_FAMILY_NAMES = {4: "inet", 6: "inet6"}
+_FAMILY_BY_NAME = dict((name, family) for family, name in _FAMILY_NAMES.items())
 # The header lines of the ipset parts of render_changes: "ipset" runs before the
 # iptables-restore parts, "ipset-after" (destroying sets) after them.
 IPSET_PARTS = {"ipset": "# ipset restore", "ipset-after": "# ipset restore, after the rules"}
@@ -82,7 +84,6 @@ IPSET_PARTS = {"ipset": "# ipset restore", "ipset-after": "# ipset restore, afte
 # iptables-restore parts, and that delete them, after those parts. Each line of a part is
 # the arguments of one nfct command.
 NFCT_PARTS = {"nfct": "# nfct, before the rules", "nfct-after": "# nfct, after the rules"}
-_NFCT_FAMILY = {4: "inet", 6: "inet6"}
 _NFCT_L3PROTO = {"2": 4, "10": 6}
 _NFCT_L4PROTO = {"6": "tcp", "17": "udp"}
 # The comment of a timeout rule: this, then the policy as given (rules.timeout_text).
@@ -249,7 +250,7 @@ def _nfct_changes(have, want):
         obj = have.timeouts.get(name)
         if obj is None:
             family, proto, policy = wanted
-            before.append(" ".join(["add", "timeout", name, _NFCT_FAMILY[family], proto] + [
+            before.append(" ".join(["add", "timeout", name, _FAMILY_NAMES[family], proto] + [
                 "%s %d" % pair for pair in r.check_token("ct_timeout", policy)]))
         elif not _fits(obj, wanted) and name in used:
             raise r.RenderError(
@@ -369,7 +370,7 @@ def _ipset_changes(have, want):
         for name in sorted(new_sets):
             old, new = old_sets.get(name), new_sets[name]
             if old is None:
-                before.append("create %s hash:ip family %s" % (name, _IPSET_FAMILY[family]))
+                before.append("create %s hash:ip family %s" % (name, _FAMILY_NAMES[family]))
                 old = frozenset()
             before.extend("del %s %s" % (name, r.check_address(a)) for a in sorted(old - new))
             before.extend("add %s %s" % (name, r.check_address(a)) for a in sorted(new - old))
@@ -694,7 +695,7 @@ def parse_nfct(text):
         line = raw.strip()
         words = line.split()
         if words[:2] == ["add", "timeout"] and len(words) >= 5:
-            family = dict((v, k) for k, v in _NFCT_FAMILY.items()).get(words[3])
+            family = _FAMILY_BY_NAME.get(words[3])
             values = dict(zip(words[5::2], words[6::2]))
             out[words[2]] = _nfct_object(family, words[4], values)
             continue
@@ -736,7 +737,7 @@ def parse_ipset(text):
             continue
         family = int(match.group(1))
         if words[0] == "create":
-            if words[2:5] == ["hash:ip", "family", _IPSET_FAMILY[family]]:
+            if words[2:5] == ["hash:ip", "family", _FAMILY_NAMES[family]]:
                 ours[words[1]] = family
                 out[family][words[1]] = frozenset()
         elif words[1] in ours:
