@@ -7,6 +7,7 @@ TCP connection or UDP datagram with ipmasq-probe and returns the reply line spli
 (server name, peer address, peer port). ``blocked`` sends a probe that must time out, and
 ``forward_counter`` counts one flow's packets in a gateway's forward hook, around the filter
 chains: together they show that the gateway dropped the probe, not that the probe failed.
+``nft_listing`` lists a gateway's nft rules without their counters, for comparing them as text.
 
 A verify session in which no test ran fails. With IPMASQ_VERIFY_LOG set (``make molecule``
 sets it), each session appends ``ran=N skipped=N failed=N`` to that file, so a verify step
@@ -16,6 +17,7 @@ that Molecule skipped altogether ("no tests found") shows up as a missing line.
 import contextlib
 import json
 import os
+import re
 import shlex
 import time
 import uuid
@@ -53,6 +55,16 @@ class Testbed:
 
     def variables(self, name):
         return self._runner.get_variables(name)
+
+    @staticmethod
+    def without_counters(text):
+        """nft text without the rules' counters ("counter" in a saved ruleset, "counter packets
+        N bytes N" in a listing), so the rules' matches and verdicts can be compared as text."""
+        return re.sub(r" counter( packets [0-9]+ bytes [0-9]+)?(?= )", "", text)
+
+    def nft_listing(self, name, what="table inet ipmasq"):
+        """`nft list <what>` on container `name`, without counters; fails if nft fails."""
+        return self.without_counters(self.host(name).run_expect([0], "nft list %s" % what).stdout)
 
     def address(self, name, network):
         """The static address of container `name` on `network`, as declared in molecule.yml."""

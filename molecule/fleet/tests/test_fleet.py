@@ -68,25 +68,20 @@ def _forward_patterns(backend, wan, forward, to_address=None):
     return patterns
 
 
-def _without_counters(text):
-    """nft's listing without the rules' "counter packets N bytes N" (the gateways count)."""
-    return re.sub(r" counter packets [0-9]+ bytes [0-9]+", "", text)
-
-
-def _nat_listing(host, backend):
+def _nat_listing(testbed, name, backend):
     """The gateway's owned NAT rules (port forwards, masquerade, SNAT) as text."""
     if backend == "nftables":
-        return _without_counters(host.run_expect([0], "nft list table inet ipmasq").stdout)
-    return host.run_expect([0], "iptables -w -t nat -S").stdout
+        return testbed.nft_listing(name)
+    return testbed.host(name).run_expect([0], "iptables -w -t nat -S").stdout
 
 
-def _forward_chain(host, backend):
+def _forward_chain(testbed, name, backend):
     """The owned forward chain's rules, one per line, in order."""
     if backend == "nftables":
-        text = _without_counters(host.run_expect([0], "nft list chain inet ipmasq forward").stdout)
+        text = testbed.nft_listing(name, "chain inet ipmasq forward")
         return [line.strip() for line in text.splitlines()
                 if line.strip() and not line.strip().startswith(("table", "chain", "type", "}"))]
-    text = host.run_expect([0], "iptables -w -S IPMASQ-FORWARD").stdout
+    text = testbed.host(name).run_expect([0], "iptables -w -S IPMASQ-FORWARD").stdout
     return [line for line in text.splitlines() if line.startswith("-A ")]
 
 
@@ -116,7 +111,7 @@ def test_backend_is_the_configured_one(testbed, name):
 def test_source_nat_matches_the_variables(testbed, name):
     """Masquerade, or SNAT to ipmasq_snat_address, for each LAN network and nothing else."""
     settings = _settings(name)
-    text = _nat_listing(testbed.host(name), settings["backend"])
+    text = _nat_listing(testbed, name, settings["backend"])
     wan = re.escape(settings["wan"])
     for lan in settings["lans"]:
         source = re.escape(lan)
@@ -141,7 +136,7 @@ def test_source_nat_matches_the_variables(testbed, name):
 def test_own_port_forwards_are_present(testbed, name):
     settings = _settings(name)
     assert settings["forwards"], "%s: the scenario gives every gateway a port forward" % name
-    text = _nat_listing(testbed.host(name), settings["backend"])
+    text = _nat_listing(testbed, name, settings["backend"])
     for forward in settings["forwards"]:
         for pattern in _forward_patterns(settings["backend"], settings["wan"], forward):
             assert re.search(pattern, text, re.MULTILINE), "%s: %r not found in\n%s" % (name, pattern, text)
@@ -150,7 +145,7 @@ def test_own_port_forwards_are_present(testbed, name):
 @pytest.mark.parametrize("name", GATEWAYS)
 def test_other_gateways_port_forwards_are_absent(testbed, name):
     settings = _settings(name)
-    text = _nat_listing(testbed.host(name), settings["backend"])
+    text = _nat_listing(testbed, name, settings["backend"])
     for other in GATEWAYS:
         if other == name:
             continue
@@ -163,7 +158,7 @@ def test_other_gateways_port_forwards_are_absent(testbed, name):
 @pytest.mark.parametrize("name", GATEWAYS)
 def test_final_drop_only_with_inbound_policy_drop(testbed, name):
     settings = _settings(name)
-    rules = _forward_chain(testbed.host(name), settings["backend"])
+    rules = _forward_chain(testbed, name, settings["backend"])
     if settings["backend"] == "nftables":
         drop = 'iifname "%s" drop' % settings["wan"]
     else:
