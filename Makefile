@@ -88,14 +88,15 @@ endef
 
 .PHONY: help deps venv build-venv collection-link image images managers-image lint sanity core-lines \
 	$(addprefix core-,$(CORE_LINES)) unit integration molecule molecule-releases molecule-all build \
-	build-check release-check docs docs-check test preflight prerequisites lab lab-down bench \
+	build-check release-check docs docs-check test preflight prerequisites lab lab-down lab-test bench \
 	clean clean-all
 
 help:
 	@echo "make lab          build the NAT gateway lab in containers and prove NAT with traffic (lab-down removes it)"
-	@echo "make test         everything CI runs: deps venv images lint sanity core-lines build-check release-check unit docs-check integration molecule molecule-releases"
+	@echo "make test         everything CI runs: deps venv images lint sanity core-lines build-check release-check unit docs-check integration molecule molecule-releases lab-test"
 	@echo "make molecule     all Molecule scenarios, or one: make molecule SCENARIO=default [IPMASQ_RELEASE=trixie]"
 	@echo "make molecule-releases   $(RELEASE_SCENARIOS) on the releases other than $(IPMASQ_RELEASE) ($(RELEASES))"
+	@echo "make lab-test     make lab, failing when a check fails, then lab-down"
 	@echo "make deps|venv|image|images|collection-link   apt packages | .venv | test image (of IPMASQ_RELEASE) | all releases' | collection symlink"
 	@echo "make managers-image  the test image with docker.io, ufw and firewalld (molecule/neighbours)"
 	@echo "make lint|sanity|unit|integration       single test layers"
@@ -294,16 +295,23 @@ test: preflight deps prerequisites venv images lint sanity core-lines build-chec
 
 # The integration tests (network namespaces) and the Molecule scenarios (containers) share
 # nothing and spend much of their time waiting on timers and boots: `make test` runs them side
-# by side. The scenarios themselves run one after another (the releases reuse their names).
+# by side. The scenarios themselves run one after another (the releases reuse their names), and
+# the lab after them.
 molecule-all:
 	$(MAKE) --no-print-directory molecule
 	$(MAKE) --no-print-directory molecule-releases
+	$(MAKE) --no-print-directory lab-test
 
 lab: venv collection-link image
 	bash scripts/lab.sh up
 
 lab-down:
 	bash scripts/lab.sh down
+
+# The README's first command as a user runs it, then the lab removed again (a running lab too):
+# fails when any of the lab's checks fails.
+lab-test: venv collection-link image
+	@rc=0; bash scripts/lab.sh up || rc=$$?; bash scripts/lab.sh down; exit $$rc
 
 bench: venv collection-link
 	python benchmarks/run.py $(if $(QUICK),--quick)

@@ -207,7 +207,7 @@ prove() {
                 hairpin "$ok" "reply: ${reply:-none}"
         else
             reply=$(podman exec "$gw" nft list chain inet ipmasq postrouting 2>/dev/null \
-                | grep -c 'oifname "ppp\*" masquerade' || true)
+                | grep -cE 'oifname "ppp\*" (counter (packets [0-9]+ bytes [0-9]+ )?)?masquerade' || true)
             ok=0; [[ $reply == 1 ]] || ok=1
             check "${gw#lab-}" "WAN interface $(podman exec "$gw" ip -o link show dev ppp0 | cut -d: -f2 | tr -d ' ' | cut -d@ -f1), rules on the pattern ppp+ (nft: ppp*)" \
                 "interface pattern" "$ok" "masquerade rules on ppp*: $reply"
