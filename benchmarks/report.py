@@ -299,7 +299,7 @@ def write_doc(out, path, png):
     parts.append("## Run\n")
     parts.append(
         "```\nmake bench            # full run: %s\nmake bench QUICK=1    # under 3 minutes\n```\n"
-        % "about 22 minutes on 2 cores, half of it the fleet")
+        % "about 13 minutes on 2 cores, the fleet included")
     parts.append(
         "A full run rewrites `benchmarks/results.json`, this page and `docs/benchmarks.png`. A "
         "quick run (the builtin loop with 50 rules, its 200-rule figures extrapolated x4, fewer "

@@ -1,7 +1,7 @@
 """Benchmarks of ipmasq.gateway.nat_rules against a loop of ansible.builtin.iptables tasks
 and against the kernel tools alone.
 
-    make bench              # full run, about 22 minutes on 2 cores (half of it the fleet)
+    make bench              # full run, about 13 minutes on 2 cores, the fleet included
     make bench QUICK=1      # under 3 minutes: fewer rules for the builtin loop, fewer repeats
 
 A full run rewrites benchmarks/results.json, docs/benchmarks.md and docs/benchmarks.png; a
