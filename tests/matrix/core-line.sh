@@ -127,6 +127,7 @@ podman run --rm --name "$container" --network=none --label org.ipmasq.core-line=
     --volume "$wheels:/wheels:ro" --volume "$work/pip.conf:/etc/pip.conf:ro" \
     --volume "$work:/line" --volume "$collections_dir:/collections" \
     --volume "$dumps:/dumps:ro" --env IPMASQ_REALWORLD_DUMPS=/dumps \
+    --env IPMASQ_HYPOTHESIS_DERANDOMIZE="${IPMASQ_HYPOTHESIS_DERANDOMIZE:-}" \
     --env HOME=/line/home --env PIP_WHEEL="/wheels/$pip_wheel" --env PYTHON="python$python_version" \
     --workdir /collections/ansible_collections/ipmasq/gateway \
     "$image" bash -euo pipefail -c '

@@ -37,7 +37,14 @@ if not _importable():
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # pylint: disable=wrong-import-position
+from hypothesis import settings  # noqa: E402
 from nat_helpers import CODECS  # noqa: E402
+
+# CI (.ci/run) sets IPMASQ_HYPOTHESIS_DERANDOMIZE: hypothesis then tries the same examples on
+# every run, so a CI result can be reproduced. Elsewhere each run tries new examples.
+if os.environ.get("IPMASQ_HYPOTHESIS_DERANDOMIZE"):
+    settings.register_profile("derandomized", derandomize=True)
+    settings.load_profile("derandomized")
 
 
 @pytest.fixture(params=sorted(CODECS))
